@@ -1,0 +1,44 @@
+# One venv in the repo; every target that needs it depends on the stamp, which
+# is keyed on pyproject.toml, so `make test` or `make sweep` on a fresh clone
+# installs first and an edited pyproject.toml triggers a reinstall.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all lint sweep trial clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -c "import torch, torchvision, torchvision.ops; \
+		torchvision.ops.nms(torch.rand(2, 4), torch.rand(2), 0.5); \
+		print('torch', torch.__version__, '+ torchvision', torchvision.__version__, 'import together')"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Fast suite plus the slow end-to-end Aer runs; CI runs exactly this.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Without the slow marks: the quick inner loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check sweep workers tests
+	$(BIN)/ruff format --check sweep workers tests
+
+# Until the sweep driver lands (issue 3), `make sweep` runs the README's
+# single distillation trial on the embedded digits dataset.
+sweep: $(STAMP)
+	$(BIN)/qkd-sweep trial --dataset digits --classes 0-5 --teacher lenet \
+		--qubits 3 --temperature 3 --lam 0.9 --backend aer --shots 5000 \
+		--epochs 10 --seed 0 --out results/quickstart
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info

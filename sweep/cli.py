@@ -1,0 +1,166 @@
+"""``qkd-sweep`` (also ``python -m sweep``): the command line.
+
+Bad input (an unknown teacher, too few qubits for the classes, missing data
+files offline, ...) prints one line naming the field or file and exits with
+status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from workers.config import (
+    ANSATZE,
+    BACKENDS,
+    DATASETS,
+    HEADS,
+    KD_FORMS,
+    REDUCTIONS,
+    TEACHERS,
+    ConfigError,
+    TeacherSettings,
+    TrialConfig,
+)
+from workers.data import DataError
+
+EXIT_BAD_INPUT = 2
+
+
+def _trial_parser(sub: argparse._SubParsersAction) -> None:
+    d = TrialConfig()
+    p = sub.add_parser(
+        "trial",
+        help="run one distillation trial (or a baseline) and append its result row",
+        description="Train one quantum student, optionally distilled from a classical "
+        "teacher, and append the result to DIR/trials.parquet and DIR/epochs.parquet.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a = p.add_argument
+    a("--dataset", default=d.dataset, choices=DATASETS)
+    a("--classes", default=d.classes, help="class subset: 0-5, 0-7, 0,3,5")
+    a("--teacher", default=d.teacher, help=f"one of {list(TEACHERS)}")
+    a("--qubits", type=int, default=d.qubits)
+    a("--temperature", "-T", type=float, default=d.temperature, help="distillation temperature T")
+    a("--lam", type=float, default=d.lam, help="weight of the distillation term (0: baseline)")
+    a("--kd-form", default=d.kd_form, choices=KD_FORMS, help="loss form (see workers.distill)")
+    a("--backend", default=d.backend, choices=BACKENDS)
+    a("--shots", type=int, default=None,
+      help="shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)")  # fmt: skip
+    a("--noise", default=None, help="Aer noise model, e.g. depolarizing:0.001,0.01")
+    a("--epochs", type=int, default=d.epochs)
+    a("--lr", type=float, default=d.lr)
+    a("--batch-size", type=int, default=d.batch_size)
+    a("--seed", type=int, default=d.seed)
+    a("--samples-per-class", type=int, default=None,
+      help="student training samples per class (default: 150 for mnist/fashionmnist, 80 for digits)")  # fmt: skip
+    a("--test-samples-per-class", type=int, default=None,
+      help="student test samples per class (same defaults)")  # fmt: skip
+    a("--take-available", action="store_true",
+      help="take what a class has when it has fewer samples than asked, instead of failing")  # fmt: skip
+    a("--reduction", default=d.reduction, choices=REDUCTIONS)
+    a("--ansatz", default=d.ansatz, choices=ANSATZE,
+      help="paper = the paper's circuit for the qubit count (h-ry on 3, ry otherwise)")  # fmt: skip
+    a("--layers", type=int, default=d.layers, help="layers of the hea ansatz")
+    a("--head", default=d.head, choices=HEADS, help="probabilities -> logits (see workers.student)")
+    a("--head-scale", type=float, default=None, help="initial logit scale (linear: 10, log: 1)")
+    a("--fixed-scale", action="store_true", help="do not learn the logit scale")
+    a("--data-root", default=None,
+      help="folder holding MNIST/raw and FashionMNIST/raw (default: $QKD_DATA_ROOT or ./data)")  # fmt: skip
+    a("--no-download", action="store_true", help="never try to download missing data files")
+    a("--cache-dir", default=None, help="teacher cache (default: DIR/cache)")
+    a("--teacher-epochs", type=int, default=None, help="teacher training epochs (default per dataset)")
+    a("--teacher-lr", type=float, default=None)
+    a("--teacher-seed", type=int, default=0)
+    a("--out", default="results/trial", metavar="DIR", help="results folder")
+    a("--quiet", "-q", action="store_true", help="no per-epoch lines")
+
+
+def _config(args: argparse.Namespace) -> TrialConfig:
+    return TrialConfig(
+        dataset=args.dataset, classes=args.classes, teacher=args.teacher, qubits=args.qubits,
+        temperature=args.temperature, lam=args.lam, kd_form=args.kd_form, seed=args.seed,
+        backend=args.backend, shots=args.shots, noise=args.noise, epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, samples_per_class=args.samples_per_class,
+        test_samples_per_class=args.test_samples_per_class, take_available=args.take_available,
+        reduction=args.reduction, ansatz=args.ansatz, layers=args.layers, head=args.head,
+        head_scale=args.head_scale, learn_scale=not args.fixed_scale, data_root=args.data_root,
+        download=not args.no_download,
+        cache_dir=args.cache_dir or str(Path(args.out) / "cache"),
+        teacher_settings=TeacherSettings(
+            epochs=args.teacher_epochs, lr=args.teacher_lr, seed=args.teacher_seed
+        ),
+    ).validate()  # fmt: skip
+
+
+def _fmt(x: float) -> str:
+    return "  -   " if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
+    from workers.trial import run_trial  # noqa: PLC0415
+
+    cfg = _config(args)
+    out = Path(args.out)
+
+    def progress(r: dict) -> None:
+        if not args.quiet:
+            print(f"epoch {r['epoch']:>3}/{cfg.epochs}  train_loss {_fmt(r['train_loss'])}  "
+                  f"train_acc {_fmt(r['train_acc'])}  test_loss {_fmt(r['test_loss'])}  "
+                  f"test_acc {_fmt(r['test_acc'])}  ({r['wall_s']:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+
+    result = run_trial(cfg, progress)
+    row = result.row
+    # Epochs first, trial row last: a trial row is the mark that a trial finished.
+    append_rows(out / EPOCHS, result.epochs)
+    if result.teacher:
+        append_rows(out / TEACHERS, [result.teacher], key="teacher_key")
+    append_rows(out / TRIALS, [row])
+    teacher = "none (baseline)" if cfg.teacher == "none" else (
+        f"{cfg.teacher} (test acc {row['teacher_test_acc']:.4f}, "
+        f"{'cached logits' if row['teacher_cached'] else 'trained now'})"
+    )  # fmt: skip
+    print(f"trial {row['trial_id']}  status {row['status']}{'  ' + row['error'] if row['error'] else ''}")
+    print(f"  {cfg.dataset} classes {cfg.classes}, {cfg.qubits} qubits, {row['ansatz']} ansatz, "
+          f"{cfg.reduction} reduction, {cfg.backend} backend, "
+          f"{row['shots'] or 'exact'} shots, seed {cfg.seed}")  # fmt: skip
+    print(f"  teacher   {teacher}")
+    if cfg.distills:
+        print(f"  distill   T={cfg.temperature:g} lam={cfg.lam:g} form={cfg.kd_form}")
+    print(f"  test_acc  {row['test_acc']:.4f}  ({row['n_test']} samples)   "
+          f"train_acc {row['train_acc']:.4f}  ({row['n_train']} samples)")  # fmt: skip
+    print(f"  quantum   {row['circuit_executions']:,} circuit executions, "
+          f"{row['shots_total']:,} shots")  # fmt: skip
+    print(f"  wall      {row['wall_s']:.1f}s (teacher {row['teacher_wall_s']:.1f}s)")
+    print(f"  results   {out / TRIALS}")
+    return 0 if row["status"] == "ok" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments."
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log teacher training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _trial_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.verbose:
+        logging.getLogger("workers").setLevel(logging.INFO)
+    try:
+        if args.command == "trial":
+            return cmd_trial(args)
+    except (ConfigError, DataError) as exc:
+        print(f"qkd-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_BAD_INPUT

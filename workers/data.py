@@ -1,0 +1,188 @@
+"""Datasets, class subsets and the paper's splits.
+
+* ``mnist`` and ``fashionmnist`` come through torchvision: from the standard
+  raw IDX files under ``<root>/MNIST/raw`` (``<root>/FashionMNIST/raw``), read
+  without network, or downloaded by torchvision for users who are online.
+* ``digits`` is scikit-learn's bundled 8x8 digits (1797 images), resized to
+  28x28 so that the same teachers and reductions apply. It has no official
+  split; a fixed seed splits every class in half (train gets the odd one).
+
+The paper's protocol: teachers train on the whole class-filtered training split
+and are scored on the whole class-filtered test split; students get N samples
+per class drawn with a seed from the training split, and N per class from the
+test split. Every :class:`Split` keeps each sample's index in its source split,
+which is how cached teacher logits are looked up.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGE_SIZE = 28
+DIGITS_SPLIT_SEED = 20231122
+
+_TORCHVISION = {"mnist": ("MNIST", "MNIST"), "fashionmnist": ("FashionMNIST", "FashionMNIST")}
+_RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DataError(RuntimeError):
+    """Data that cannot be had: missing files offline, too few samples in a class."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (float32, N x 1 x 28 x 28, normalized), labels remapped to 0..C-1,
+    and each sample's index in its source split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> Split:
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        return Split(self.images[rows_t], self.labels[rows_t], self.index[rows])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The class-filtered train and test splits of one dataset."""
+
+    name: str
+    classes: tuple[int, ...]
+    train: Split
+    test: Split
+
+
+def default_data_root() -> str:
+    return os.environ.get("QKD_DATA_ROOT", "data")
+
+
+@functools.lru_cache(maxsize=4)
+def _raw(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
+    """All images (uint8-scaled floats in [0, 1]) and labels of both splits."""
+    if name == "digits":
+        return _raw_digits()
+    if name not in _TORCHVISION:
+        raise DataError(f"dataset: unknown dataset {name!r}")
+    import torchvision  # noqa: PLC0415 (slow import, only for the two real datasets)
+
+    folder, cls_name = _TORCHVISION[name]
+    raw_dir = Path(root) / folder / "raw"
+    missing = [f for f in _RAW_FILES if not (raw_dir / f).is_file()]
+    if missing and download:
+        try:
+            getattr(torchvision.datasets, cls_name)(root, train=True, download=True)
+            getattr(torchvision.datasets, cls_name)(root, train=False, download=True)
+        except Exception as exc:  # noqa: BLE001 (any network failure reads the same to a user)
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"data_root: {name} files {missing} are missing under {raw_dir} "
+                f"and the download failed ({reason}); copy the raw IDX files there "
+                "or pass --data-root to where they are"
+            ) from None
+        missing = [f for f in _RAW_FILES if not (raw_dir / f).is_file()]
+    if missing:
+        raise DataError(
+            f"data_root: {name} files {missing} are missing under {raw_dir} "
+            "(offline: copy the raw IDX files there, or pass --data-root; online: allow download)"
+        )
+    out = []
+    for train in (True, False):
+        ds = getattr(torchvision.datasets, cls_name)(root, train=train, download=False)
+        out.append(ds.data.numpy().astype(np.float32) / 255.0)
+        out.append(ds.targets.numpy().astype(np.int64))
+    return tuple(out)
+
+
+def _raw_digits() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits  # noqa: PLC0415
+
+    bunch = load_digits()
+    small = torch.as_tensor(bunch.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    big = F.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    images = big.squeeze(1).clamp(0, 1).numpy()
+    labels = bunch.target.astype(np.int64)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    train_rows, test_rows = [], []
+    for c in range(10):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        half = (len(rows) + 1) // 2
+        train_rows.append(rows[:half])
+        test_rows.append(rows[half:])
+    tr, te = np.sort(np.concatenate(train_rows)), np.sort(np.concatenate(test_rows))
+    return images[tr], labels[tr], images[te], labels[te]
+
+
+def load_dataset(
+    name: str, classes: tuple[int, ...], data_root: str | None = None, download: bool = True
+) -> Dataset:
+    """The class-filtered train and test splits, normalized with the training split's statistics."""
+    root = str(Path(data_root or default_data_root()).expanduser())
+    xtr, ytr, xte, yte = _raw(name, root, download)
+    mean, std = float(xtr.mean()), float(xtr.std())
+    remap = np.full(10, -1, dtype=np.int64)
+    remap[list(classes)] = np.arange(len(classes))
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        rows = np.flatnonzero(np.isin(y, classes))
+        images = torch.as_tensor((x[rows] - mean) / std, dtype=torch.float32).unsqueeze(1)
+        return Split(images, torch.as_tensor(remap[y[rows]]), rows)
+
+    return Dataset(name, tuple(classes), split(xtr, ytr), split(xte, yte))
+
+
+def per_class_sample(
+    split: Split,
+    per_class: int,
+    seed: int,
+    *,
+    take_available: bool = False,
+    what: str = "train",
+    classes: tuple[int, ...] | None = None,
+) -> Split:
+    """``per_class`` samples of every class, drawn without replacement by ``seed``.
+
+    A class with fewer samples than asked is an error naming the class and the
+    count, unless ``take_available`` says to take what there is.
+    """
+    rng = np.random.default_rng(seed)
+    labels = split.labels.numpy()
+    chosen = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < per_class and not take_available:
+            option = "samples_per_class" if what == "train" else "test_samples_per_class"
+            name = classes[c] if classes else c
+            raise DataError(
+                f"{option}: class {name} has only {len(rows)} {what} samples, {per_class} "
+                "requested; lower it or pass --take-available"
+            )
+        chosen.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
+    return split.take(np.sort(np.concatenate(chosen)))
+
+
+def student_splits(
+    dataset: Dataset, per_class: int, test_per_class: int, seed: int, take_available: bool = False
+) -> tuple[Split, Split]:
+    """The student's training and test samples, both drawn with the trial's data seed."""
+    ss = np.random.SeedSequence([seed, 0xDA7A])
+    s_train, s_test = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
+    kw = {"take_available": take_available, "classes": dataset.classes}
+    train = per_class_sample(dataset.train, per_class, s_train, **kw)
+    test = per_class_sample(dataset.test, test_per_class, s_test, what="test", **kw)
+    return train, test

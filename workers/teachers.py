@@ -1,0 +1,293 @@
+"""Classical teachers, trained once and cached with their logits.
+
+Architectures (paper, section 4.3):
+
+* ``lenet``: LeNet-5 for a 28x28 input: conv 6@5x5 (padding 2, so C1 sees a
+  28x28 image as the original saw 32x32), ReLU, 2x2 max-pool; conv 16@5x5,
+  ReLU, 2x2 max-pool; FC 120, 84, C. (ReLU and max-pooling stand in for the
+  original's scaled tanh and subsampling, as in most modern reimplementations.)
+* ``alexnet``: the paper's modified AlexNet: conv 64@3x3 p1, ReLU, 2x2
+  max-pool; conv 192@3x3 p1, ReLU, 2x2 max-pool; conv 384@3x3 p1, ReLU;
+  dropout, FC 4096, ReLU, dropout, FC 4096, ReLU, FC C.
+* ``ensemble``: the mean of the two models' softmax outputs (eq. 16); its
+  distillation logits are the log of that mean.
+
+Cache layout, one folder per key (dataset, classes, arch, teacher seed, hash
+of the training settings)::
+
+    <cache_dir>/teachers/<dataset>/<classes>/<arch>-seed<seed>-<hash>/
+        weights.safetensors   (not for ensemble: it is its members)
+        logits.parquet        one row per sample of the class-filtered train
+                              and test splits: split, index, label, logit_<class>
+        meta.json             the key, test accuracy, training time, versions
+
+Logits cover the whole class-filtered splits, so any student sample, whatever
+its seed, finds its teacher's logits by its index in the source split. A
+logits file that fails its schema check is rebuilt (from the saved weights
+when they load) with a warning; every file is written to a temporary name and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.config import TeacherSettings
+from workers.data import Dataset, Split
+from workers.io import atomic_write, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the architectures or the training recipe change, so that old
+#: cache entries stop matching instead of being read as if they were new.
+TEACHER_RECIPE = 1
+ARCHS = ("lenet", "alexnet", "ensemble")
+
+
+class LeNet5(nn.Module):
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, n_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class AlexNetMNIST(nn.Module):
+    def __init__(self, n_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(384 * 7 * 7, 4096), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, n_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def make_model(arch: str, n_classes: int) -> nn.Module:
+    if arch == "lenet":
+        return LeNet5(n_classes)
+    if arch == "alexnet":
+        return AlexNetMNIST(n_classes)
+    raise ValueError(f"teacher: unknown architecture {arch!r}")
+
+
+@dataclass(frozen=True)
+class TeacherLogits:
+    """A teacher's logits over the class-filtered splits (rows in the Dataset's order)."""
+
+    arch: str
+    key: dict
+    key_hash: str
+    train_logits: np.ndarray
+    test_logits: np.ndarray
+    test_acc: float
+    cached: bool
+    path: Path
+    train_seconds: float
+
+    def for_split(self, dataset_split: Split, sample: Split, which: str) -> torch.Tensor:
+        """The logits of ``sample`` (a subset of ``dataset_split``), looked up by source index."""
+        table = self.train_logits if which == "train" else self.test_logits
+        rows = np.searchsorted(dataset_split.index, sample.index)
+        if not np.array_equal(dataset_split.index[rows], sample.index):
+            raise ValueError("student samples are not a subset of the teacher's split")
+        return torch.as_tensor(table[rows])
+
+
+def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple[dict, str]:
+    """The cache key and its hash: everything that decides the teacher's weights."""
+    if arch == "ensemble":
+        members = {m: teacher_key(dataset, m, settings)[1] for m in ("lenet", "alexnet")}
+        key = {"dataset": dataset.name, "classes": list(dataset.classes), "arch": arch,
+               "seed": settings.seed, "members": members, "recipe": TEACHER_RECIPE}  # fmt: skip
+    else:
+        key = {
+            "dataset": dataset.name,
+            "classes": list(dataset.classes),
+            "arch": arch,
+            "seed": settings.seed,
+            "epochs": settings.resolved_epochs(dataset.name, arch),
+            "lr": settings.resolved_lr(arch),
+            "batch_size": settings.batch_size,
+            "optimizer": "adam",
+            "normalization": "train-split mean/std",
+            "train_samples": len(dataset.train),
+            "recipe": TEACHER_RECIPE,
+        }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return key, digest
+
+
+def cache_folder(cache_dir: str | Path, dataset: Dataset, arch: str, settings: TeacherSettings) -> Path:
+    _, digest = teacher_key(dataset, arch, settings)
+    classes = "-".join(str(c) for c in dataset.classes)
+    return Path(cache_dir) / "teachers" / dataset.name / classes / f"{arch}-seed{settings.seed}-{digest}"
+
+
+def _logits_schema(classes: tuple[int, ...]) -> pa.Schema:
+    return pa.schema(
+        [("split", pa.string()), ("index", pa.int64()), ("label", pa.int64())]
+        + [(f"logit_{c}", pa.float32()) for c in classes]
+    )
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor, batch: int = 512) -> np.ndarray:
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [model(images[i : i + batch].to(dev)).float().cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy()
+
+
+def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> nn.Module:
+    """Adam on the whole class-filtered training split, seeded."""
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    dev = _device()
+    model = make_model(arch, len(dataset.classes)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch))
+    x, y = dataset.train.images, dataset.train.labels
+    epochs = settings.resolved_epochs(dataset.name, arch)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        total = 0.0
+        for i in range(0, len(y), settings.batch_size):
+            rows = order[i : i + settings.batch_size]
+            loss = F.cross_entropy(model(x[rows].to(dev)), y[rows].to(dev))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(rows)
+        log.info("teacher %s epoch %d/%d loss %.4f", arch, epoch + 1, epochs, total / len(y))
+    return model.cpu().eval()
+
+
+def _write_logits(folder: Path, dataset: Dataset, train: np.ndarray, test: np.ndarray) -> None:
+    n_tr, n_te = len(dataset.train), len(dataset.test)
+    cols = {
+        "split": ["train"] * n_tr + ["test"] * n_te,
+        "index": np.concatenate([dataset.train.index, dataset.test.index]).astype(np.int64),
+        "label": np.concatenate([dataset.train.labels.numpy(), dataset.test.labels.numpy()]),
+    }
+    both = np.concatenate([train, test]).astype(np.float32)
+    for j, c in enumerate(dataset.classes):
+        cols[f"logit_{c}"] = both[:, j]
+    write_parquet(pa.table(cols, schema=_logits_schema(dataset.classes)), folder / "logits.parquet")
+
+
+def _read_logits(folder: Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached logits, or None (with a warning) when the file fails its checks."""
+    path = folder / "logits.parquet"
+    if not path.exists():
+        return None
+    try:
+        table = pq.read_table(path)
+        if table.schema.remove_metadata() != _logits_schema(dataset.classes):
+            raise ValueError(f"schema {table.schema.names} is not the expected one")
+        split = table.column("split").to_numpy(zero_copy_only=False)
+        index = table.column("index").to_numpy()
+        tr, te = split == "train", split == "test"
+        if not (np.array_equal(index[tr], dataset.train.index) and np.array_equal(index[te], dataset.test.index)):
+            raise ValueError("its samples are not this dataset's class-filtered splits")
+        logits = np.stack([table.column(f"logit_{c}").to_numpy() for c in dataset.classes], axis=1)
+        if not np.isfinite(logits).all():
+            raise ValueError("it holds non-finite logits")
+        return logits[tr], logits[te]
+    except Exception as exc:  # noqa: BLE001 (anything unreadable is rebuilt)
+        warnings.warn(f"teacher cache {path} failed its check ({exc}); rebuilding it", stacklevel=2)
+        return None
+
+
+def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels.numpy()).mean())
+
+
+def _load_weights(folder: Path, arch: str, n_classes: int) -> nn.Module | None:
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    path = folder / "weights.safetensors"
+    if not path.exists():
+        return None
+    try:
+        model = make_model(arch, n_classes)
+        model.load_state_dict(load_file(path))
+        return model.eval()
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"teacher weights {path} do not load ({exc}); retraining", stacklevel=2)
+        return None
+
+
+def get_teacher(
+    dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path
+) -> TeacherLogits:
+    """The teacher's logits, from the cache when a valid entry exists, else trained now."""
+    if arch not in ARCHS:
+        raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)}")
+    key, digest = teacher_key(dataset, arch, settings)
+    folder = cache_folder(cache_dir, dataset, arch, settings)
+    cached = _read_logits(folder, dataset)
+    meta_path = folder / "meta.json"
+    if cached is not None and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        tr, te = cached
+        return TeacherLogits(arch, key, digest, tr, te, _accuracy(te, dataset.test.labels),
+                             True, folder, float(meta.get("train_seconds", 0.0)))  # fmt: skip
+
+    t0 = time.perf_counter()
+    if arch == "ensemble":
+        members = [get_teacher(dataset, m, settings, cache_dir) for m in ("lenet", "alexnet")]
+
+        def mean_log_softmax(attr: str) -> np.ndarray:
+            probs = [torch.softmax(torch.as_tensor(getattr(m, attr)), 1) for m in members]
+            return torch.log(torch.stack(probs).mean(0)).numpy()
+
+        tr, te = mean_log_softmax("train_logits"), mean_log_softmax("test_logits")
+        train_seconds = sum(m.train_seconds for m in members)
+    else:
+        model = _load_weights(folder, arch, len(dataset.classes))
+        if model is None:
+            from safetensors.torch import save_file  # noqa: PLC0415
+
+            model = train_teacher(dataset, arch, settings)
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            atomic_write(folder / "weights.safetensors", lambda tmp: save_file(state, tmp))
+        tr, te = _predict(model, dataset.train.images), _predict(model, dataset.test.images)
+        train_seconds = time.perf_counter() - t0
+    _write_logits(folder, dataset, tr, te)
+    acc = _accuracy(te, dataset.test.labels)
+    write_json({"key": key, "hash": digest, "test_acc": acc, "train_seconds": train_seconds,
+                "torch": torch.__version__, "device": str(_device()),
+                "test_samples": len(dataset.test)}, meta_path)  # fmt: skip
+    return TeacherLogits(arch, key, digest, tr, te, acc, False, folder, train_seconds)

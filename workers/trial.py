@@ -1,0 +1,253 @@
+"""One trial, top to bottom: a plain function of a :class:`TrialConfig`.
+
+data -> frozen teacher (cached logits) -> quantum student on a backend, trained
+with the distillation loss -> per-epoch reports and one result row. Nothing
+here knows about Ray: the sweep driver, the CLI and the tests call
+:func:`run_trial` the same way.
+
+Randomness: one ``seed`` feeds independent streams (numpy SeedSequence) for
+the student's samples, its initial weights, the batch order and the shot
+sampling, so that two trials with the same seed and different teachers train
+on the same samples from the same start (paired comparisons), and a trial on
+the ``statevector`` backend is deterministic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import platform
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.backends import make_backend
+from workers.circuits import build_circuit
+from workers.config import TrialConfig
+from workers.data import load_dataset, student_splits
+from workers.distill import distillation_loss
+from workers.student import QuantumStudent, Reduction
+from workers.teachers import get_teacher
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 256
+
+
+@dataclass
+class TrialResult:
+    """The trial's result row and its per-epoch rows (plain dicts, Parquet-ready)."""
+
+    row: dict
+    epochs: list[dict] = field(default_factory=list)
+    #: The teacher this trial used, as a row of teachers.parquet (None for a baseline).
+    teacher: dict | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version, plus the git commit (and ``-dirty``) when run from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        ver = version("qkd-sweep")
+    except PackageNotFoundError:
+        ver = "0+unknown"
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        return f"{ver}+g{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return ver
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    out = {}
+    for pkg in ("torch", "qiskit", "qiskit-aer", "numpy"):
+        try:
+            out[pkg.replace("-", "_") + "_version"] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg.replace("-", "_") + "_version"] = ""
+    return out
+
+
+def _seeds(seed: int) -> dict[str, int]:
+    names = ("data", "init", "order", "shots")
+    states = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(s.generate_state(1)[0]) for n, s in zip(names, states, strict=True)}
+
+
+def run_trial(
+    cfg: TrialConfig, progress: Callable[[dict], None] | None = None
+) -> TrialResult:
+    """Train one student as ``cfg`` says and return its result row and epoch rows."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    started = dt.datetime.now(dt.UTC)
+    seeds = _seeds(cfg.seed)
+    trial_id = uuid.uuid4().hex[:16]
+
+    dataset = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download)
+    train, test = student_splits(
+        dataset, cfg.effective_samples_per_class, cfg.effective_test_samples_per_class,
+        seeds["data"], cfg.take_available,
+    )  # fmt: skip
+
+    teacher = None
+    t_train_logits = None
+    if cfg.teacher != "none":
+        teacher = get_teacher(dataset, cfg.teacher, cfg.teacher_settings, cfg.cache_dir)
+        t_train_logits = teacher.for_split(dataset.train, train, "train").double()
+        log.info("teacher %s %s (test acc %.4f) at %s", cfg.teacher,
+                 "read from cache" if teacher.cached else "trained", teacher.test_acc, teacher.path)  # fmt: skip
+    teacher_ready = time.perf_counter()
+
+    circuit = build_circuit(cfg.qubits, cfg.effective_ansatz, cfg.layers)
+    backend = make_backend(cfg.backend, circuit, cfg.effective_shots, cfg.noise, seeds["shots"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seeds["init"])
+        reduction = Reduction(cfg.reduction, cfg.qubits, train.images, seed=seeds["init"])
+        model = QuantumStudent(
+            circuit, backend, cfg.n_classes, reduction, head=cfg.head,
+            head_scale=cfg.head_scale, learn_scale=cfg.learn_scale,
+            generator=torch.Generator().manual_seed(seeds["init"]),
+        )  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    order = torch.Generator().manual_seed(seeds["order"])
+
+    epochs: list[dict] = []
+    status, error = "ok", ""
+    n = len(train)
+    for epoch in range(1, cfg.epochs + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order)
+        loss_sum = ce_sum = kl_sum = 0.0
+        correct = 0
+        for i in range(0, n, cfg.batch_size):
+            rows = perm[i : i + cfg.batch_size]
+            logits = model(train.images[rows])
+            t_logits = t_train_logits[rows] if t_train_logits is not None else None
+            loss, parts = distillation_loss(
+                logits, train.labels[rows], t_logits if cfg.distills else None,
+                cfg.temperature, cfg.lam, cfg.kd_form,
+            )  # fmt: skip
+            if not torch.isfinite(loss):
+                status, error = "nan_loss", f"non-finite loss in epoch {epoch}, batch {i // cfg.batch_size}"
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            k = len(rows)
+            loss_sum += float(loss) * k
+            ce_sum += parts["ce"] * k
+            kl_sum += parts["kl"] * k
+            correct += int((logits.argmax(1) == train.labels[rows]).sum())
+        if status != "ok":
+            break
+        test_loss, test_acc = evaluate(model, test.images, test.labels)
+        report = {
+            "trial_id": trial_id,
+            "epoch": epoch,
+            "train_loss": loss_sum / n,
+            "train_ce": ce_sum / n,
+            "train_kl": kl_sum / n if cfg.distills else math.nan,
+            "train_acc": correct / n,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "head_scale": float(model.log_scale.exp()),
+            "circuit_executions": backend.executions,
+            "wall_s": time.perf_counter() - t_epoch,
+        }
+        epochs.append(report)
+        if progress:
+            progress(report)
+
+    last = epochs[-1] if epochs else {}
+    row = {
+        "trial_id": trial_id,
+        "config_hash": cfg.config_hash(),
+        "dataset": cfg.dataset,
+        "classes": cfg.classes,
+        "n_classes": cfg.n_classes,
+        "teacher": cfg.teacher,
+        "qubits": cfg.qubits,
+        "temperature": float(cfg.temperature) if cfg.teacher != "none" else math.nan,
+        "lam": float(cfg.lam) if cfg.teacher != "none" else math.nan,
+        "kd_form": cfg.kd_form if cfg.distills else "",
+        "seed": cfg.seed,
+        "backend": cfg.backend,
+        "shots": cfg.effective_shots,
+        "noise": cfg.noise or "",
+        "epochs": cfg.epochs,
+        "lr": float(cfg.lr),
+        "batch_size": cfg.batch_size,
+        "samples_per_class": cfg.effective_samples_per_class,
+        "test_samples_per_class": cfg.effective_test_samples_per_class,
+        "n_train": len(train),
+        "n_test": len(test),
+        "reduction": cfg.reduction,
+        "ansatz": cfg.effective_ansatz,
+        "layers": cfg.layers if cfg.effective_ansatz == "hea" else 1,
+        "head": cfg.head,
+        "head_scale": float(model.log_scale.exp()),
+        "test_acc": last.get("test_acc", math.nan),
+        "test_loss": last.get("test_loss", math.nan),
+        "train_acc": last.get("train_acc", math.nan),
+        "train_loss": last.get("train_loss", math.nan),
+        "teacher_test_acc": teacher.test_acc if teacher else math.nan,
+        "teacher_key": teacher.key_hash if teacher else "",
+        "teacher_seed": cfg.teacher_settings.seed if teacher else -1,
+        "teacher_cached": bool(teacher.cached) if teacher else False,
+        "teacher_wall_s": teacher_ready - t_start,
+        "circuit_executions": backend.executions,
+        "shots_total": backend.shots_total,
+        "wall_s": time.perf_counter() - t_start,
+        "status": status,
+        "error": error,
+        "started_at": started.isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "code_version": code_version(),
+        **package_versions(),
+    }
+    teacher_row = None
+    if teacher:
+        teacher_row = {
+            "teacher_key": teacher.key_hash,
+            "dataset": cfg.dataset,
+            "classes": cfg.classes,
+            "teacher": cfg.teacher,
+            "teacher_seed": cfg.teacher_settings.seed,
+            "test_acc": teacher.test_acc,
+            "n_test": len(dataset.test),
+            "n_train": len(dataset.train),
+            "train_seconds": teacher.train_seconds,
+            "settings": str(teacher.key),
+            "code_version": code_version(),
+        }
+    return TrialResult(row, epochs, teacher_row)
+
+
+@torch.no_grad()
+def evaluate(model: QuantumStudent, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Cross-entropy and accuracy, measured as the backend measures (with shots on Aer)."""
+    model.eval()
+    logits = torch.cat([model(images[i : i + EVAL_BATCH]) for i in range(0, len(images), EVAL_BATCH)])
+    loss = float(F.cross_entropy(logits, labels))
+    acc = float((logits.argmax(1) == labels).float().mean())
+    return loss, acc
