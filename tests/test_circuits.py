@@ -91,10 +91,12 @@ def test_parameter_shift_gradient_matches_finite_differences(ansatz):
 
     (backend.probabilities(encoding_params(c, feats), w) * upstream).sum().backward()
     h = 1e-6
-    fd_w = np.array([
-        (f(feats.detach(), w.detach() + h * e) - f(feats.detach(), w.detach() - h * e)) / (2 * h)
-        for e in torch.eye(c.n_weights, dtype=torch.float64)
-    ])
+    fd_w = np.array(
+        [
+            (f(feats.detach(), w.detach() + h * e) - f(feats.detach(), w.detach() - h * e)) / (2 * h)
+            for e in torch.eye(c.n_weights, dtype=torch.float64)
+        ]
+    )
     assert np.abs(w.grad.numpy() - fd_w).max() < 1e-6
     # The gradient reaches the features through the encoding (chain rule).
     fd_x = np.zeros((3, 8))

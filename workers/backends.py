@@ -186,9 +186,7 @@ class AerBackend(_Counter):
         result = self.simulator.run([self.transpiled], parameter_binds=[binds]).result()
         if not result.success:
             raise RuntimeError(f"Aer run failed: {result.status}")
-        probs = np.array(
-            [np.asarray(r.data.probabilities, dtype=np.float64) for r in result.results]
-        )
+        probs = np.array([np.asarray(r.data.probabilities, dtype=np.float64) for r in result.results])
         self.executions += len(values)
         if self.shots:
             probs = np.clip(probs, 0.0, None)

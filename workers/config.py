@@ -60,9 +60,7 @@ def parse_classes(spec: str | list[int] | tuple[int, ...], n_total: int = 10) ->
                 else:
                     labels.append(int(part))
             except ValueError:
-                raise ConfigError(
-                    "classes", f"{spec!r} is not a class subset like '0-5' or '0,3,5'"
-                ) from None
+                raise ConfigError("classes", f"{spec!r} is not a class subset like '0-5' or '0,3,5'") from None
     if len(set(labels)) != len(labels):
         raise ConfigError("classes", f"{spec!r} names a class twice")
     bad = [c for c in labels if not 0 <= c < n_total]
@@ -216,8 +214,7 @@ class TrialConfig:
             if self.backend == "statevector" and self.shots > 0:
                 raise ConfigError(
                     "shots",
-                    f"the statevector backend is exact; got {self.shots} "
-                    "(use shots 0, or backend aer to sample)",
+                    f"the statevector backend is exact; got {self.shots} (use shots 0, or backend aer to sample)",
                 )
         if self.noise is not None:
             if self.backend != "aer":

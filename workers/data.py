@@ -128,9 +128,7 @@ def _raw_digits() -> tuple[np.ndarray, ...]:
     return images[tr], labels[tr], images[te], labels[te]
 
 
-def load_dataset(
-    name: str, classes: tuple[int, ...], data_root: str | None = None, download: bool = True
-) -> Dataset:
+def load_dataset(name: str, classes: tuple[int, ...], data_root: str | None = None, download: bool = True) -> Dataset:
     """The class-filtered train and test splits, normalized with the training split's statistics."""
     root = str(Path(data_root or default_data_root()).expanduser())
     xtr, ytr, xte, yte = _raw(name, root, download)

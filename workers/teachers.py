@@ -249,9 +249,7 @@ def _load_weights(folder: Path, arch: str, n_classes: int) -> nn.Module | None:
         return None
 
 
-def get_teacher(
-    dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path
-) -> TeacherLogits:
+def get_teacher(dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path) -> TeacherLogits:
     """The teacher's logits, from the cache when a valid entry exists, else trained now."""
     if arch not in ARCHS:
         raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)}")

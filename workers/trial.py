@@ -92,9 +92,7 @@ def _seeds(seed: int) -> dict[str, int]:
     return {n: int(s.generate_state(1)[0]) for n, s in zip(names, states, strict=True)}
 
 
-def run_trial(
-    cfg: TrialConfig, progress: Callable[[dict], None] | None = None
-) -> TrialResult:
+def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) -> TrialResult:
     """Train one student as ``cfg`` says and return its result row and epoch rows."""
     cfg.validate()
     t_start = time.perf_counter()
@@ -154,7 +152,7 @@ def run_trial(
             loss.backward()
             opt.step()
             k = len(rows)
-            loss_sum += float(loss) * k
+            loss_sum += loss.item() * k
             ce_sum += parts["ce"] * k
             kl_sum += parts["kl"] * k
             correct += int((logits.argmax(1) == train.labels[rows]).sum())
@@ -170,7 +168,7 @@ def run_trial(
             "train_acc": correct / n,
             "test_loss": test_loss,
             "test_acc": test_acc,
-            "head_scale": float(model.log_scale.exp()),
+            "head_scale": model.log_scale.exp().item(),
             "circuit_executions": backend.executions,
             "wall_s": time.perf_counter() - t_epoch,
         }
@@ -205,7 +203,7 @@ def run_trial(
         "ansatz": cfg.effective_ansatz,
         "layers": cfg.layers if cfg.effective_ansatz == "hea" else 1,
         "head": cfg.head,
-        "head_scale": float(model.log_scale.exp()),
+        "head_scale": model.log_scale.exp().item(),
         "test_acc": last.get("test_acc", math.nan),
         "test_loss": last.get("test_loss", math.nan),
         "train_acc": last.get("train_acc", math.nan),
