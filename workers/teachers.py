@@ -115,7 +115,7 @@ class TeacherLogits:
     def for_split(self, dataset_split: Split, sample: Split, which: str) -> torch.Tensor:
         """The logits of ``sample`` (a subset of ``dataset_split``), looked up by source index."""
         table = self.train_logits if which == "train" else self.test_logits
-        rows = np.searchsorted(dataset_split.index, sample.index)
+        rows = np.searchsorted(dataset_split.index, sample.index).clip(max=len(dataset_split.index) - 1)
         if not np.array_equal(dataset_split.index[rows], sample.index):
             raise ValueError("student samples are not a subset of the teacher's split")
         return torch.as_tensor(table[rows])
@@ -189,7 +189,7 @@ def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> nn.
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         log.info("teacher %s epoch %d/%d loss %.4f", arch, epoch + 1, epochs, total / len(y))
     return model.cpu().eval()
 
@@ -199,7 +199,10 @@ def _write_logits(folder: Path, dataset: Dataset, train: np.ndarray, test: np.nd
     cols = {
         "split": ["train"] * n_tr + ["test"] * n_te,
         "index": np.concatenate([dataset.train.index, dataset.test.index]).astype(np.int64),
-        "label": np.concatenate([dataset.train.labels.numpy(), dataset.test.labels.numpy()]),
+        # The original class label, as in the logit_<class> column names.
+        "label": np.asarray(dataset.classes)[
+            np.concatenate([dataset.train.labels.numpy(), dataset.test.labels.numpy()])
+        ],
     }
     both = np.concatenate([train, test]).astype(np.float32)
     for j, c in enumerate(dataset.classes):
@@ -228,6 +231,14 @@ def _read_logits(folder: Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray
     except Exception as exc:  # noqa: BLE001 (anything unreadable is rebuilt)
         warnings.warn(f"teacher cache {path} failed its check ({exc}); rebuilding it", stacklevel=2)
         return None
+
+
+def ensemble_logits(member_logits: list[np.ndarray]) -> np.ndarray:
+    """log(mean of the members' softmax) (eq. 16), as a log-sum-exp of log-softmaxes in
+    float64, so that a class every member rules out by a wide margin stays finite."""
+    logp = torch.stack([torch.log_softmax(torch.as_tensor(x, dtype=torch.float64), 1) for x in member_logits])
+    # float32, as stored: a fresh teacher and a cached one must give a trial the same numbers.
+    return (torch.logsumexp(logp, 0) - np.log(len(member_logits))).float().numpy()
 
 
 def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
@@ -267,11 +278,8 @@ def get_teacher(dataset: Dataset, arch: str, settings: TeacherSettings, cache_di
     if arch == "ensemble":
         members = [get_teacher(dataset, m, settings, cache_dir) for m in ("lenet", "alexnet")]
 
-        def mean_log_softmax(attr: str) -> np.ndarray:
-            probs = [torch.softmax(torch.as_tensor(getattr(m, attr)), 1) for m in members]
-            return torch.log(torch.stack(probs).mean(0)).numpy()
-
-        tr, te = mean_log_softmax("train_logits"), mean_log_softmax("test_logits")
+        tr = ensemble_logits([m.train_logits for m in members])
+        te = ensemble_logits([m.test_logits for m in members])
         train_seconds = sum(m.train_seconds for m in members)
     else:
         model = _load_weights(folder, arch, len(dataset.classes))
