@@ -55,7 +55,7 @@ def test_linear_head_is_scaled_class_probabilities():
     x = _images(5)
     p = s.probabilities(x)[:, :6]
     assert torch.allclose(s(x), 4.0 * p)
-    assert math.isclose(float(s.log_scale.exp()), 4.0)
+    assert math.isclose(s.log_scale.exp().item(), 4.0)
 
 
 def test_log_head_softmax_is_renormalized_class_probabilities():
