@@ -24,38 +24,12 @@ shots) so that a trial can report its quantum cost.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from workers.circuits import Circuit
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """Depolarizing noise after every 1-qubit (p1) and 2-qubit (p2) gate."""
-
-    p1: float
-    p2: float
-
-
-def parse_noise(text: str) -> NoiseSpec:
-    """``depolarizing:P1[,P2]``; P2 defaults to 10 x P1."""
-    from workers.config import ConfigError  # noqa: PLC0415
-
-    kind, _, args = text.partition(":")
-    if kind != "depolarizing" or not args:
-        raise ConfigError("noise", f"{text!r}: expected 'depolarizing:P1[,P2]', e.g. depolarizing:0.001")
-    try:
-        values = [float(v) for v in args.split(",")]
-    except ValueError:
-        raise ConfigError("noise", f"{text!r}: probabilities must be numbers") from None
-    p1 = values[0]
-    p2 = values[1] if len(values) > 1 else min(1.0, 10 * p1)
-    if not (0 <= p1 <= 1 and 0 <= p2 <= 1) or len(values) > 2:
-        raise ConfigError("noise", f"{text!r}: give one or two probabilities in [0, 1]")
-    return NoiseSpec(p1, p2)
+from workers.config import NoiseSpec, parse_noise
 
 
 class _Counter:
@@ -99,7 +73,7 @@ class StatevectorBackend(_Counter):
         state = torch.zeros(b, 2**n, dtype=torch.float64)
         state[:, 0] = 1.0
         for g in self.circuit.gates:
-            if g.name in ("cx",):
+            if g.name == "cx":
                 state = state[:, self._perm[g.qubits]]
                 continue
             if g.name == "cz":

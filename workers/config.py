@@ -40,6 +40,30 @@ class ConfigError(ValueError):
         self.field = field_name
 
 
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Depolarizing noise after every 1-qubit (p1) and 2-qubit (p2) gate."""
+
+    p1: float
+    p2: float
+
+
+def parse_noise(text: str) -> NoiseSpec:
+    """``depolarizing:P1[,P2]``; P2 defaults to 10 x P1."""
+    kind, _, args = text.partition(":")
+    if kind != "depolarizing" or not args:
+        raise ConfigError("noise", f"{text!r}: expected 'depolarizing:P1[,P2]', e.g. depolarizing:0.001")
+    try:
+        values = [float(v) for v in args.split(",")]
+    except ValueError:
+        raise ConfigError("noise", f"{text!r}: probabilities must be numbers") from None
+    p1 = values[0]
+    p2 = values[1] if len(values) > 1 else min(1.0, 10 * p1)
+    if not (0 <= p1 <= 1 and 0 <= p2 <= 1) or len(values) > 2:
+        raise ConfigError("noise", f"{text!r}: give one or two probabilities in [0, 1]")
+    return NoiseSpec(p1, p2)
+
+
 def parse_classes(spec: str | list[int] | tuple[int, ...], n_total: int = 10) -> tuple[int, ...]:
     """Parse a class subset such as ``0-5``, ``0,3,5`` or ``0-2,7`` into sorted labels."""
     if isinstance(spec, list | tuple):
@@ -219,8 +243,6 @@ class TrialConfig:
         if self.noise is not None:
             if self.backend != "aer":
                 raise ConfigError("noise", "a noise model needs the aer backend")
-            from workers.backends import parse_noise  # noqa: PLC0415 (keeps config import light)
-
             parse_noise(self.noise)
         for name in ("samples_per_class", "test_samples_per_class"):
             value = getattr(self, name)

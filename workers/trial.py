@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,6 @@ class TrialResult:
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The package version, plus the git commit (and ``-dirty``) when run from a checkout."""
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
     try:
         ver = version("qkd-sweep")
     except PackageNotFoundError:
@@ -75,8 +74,6 @@ def code_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
     out = {}
     for pkg in ("torch", "qiskit", "qiskit-aer", "numpy"):
         try:
@@ -110,7 +107,8 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
     t_train_logits = None
     if cfg.teacher != "none":
         teacher = get_teacher(dataset, cfg.teacher, cfg.teacher_settings, cfg.cache_dir)
-        t_train_logits = teacher.for_split(dataset.train, train, "train").double()
+        if cfg.distills:
+            t_train_logits = teacher.for_split(dataset.train, train, "train").double()
         log.info("teacher %s %s (test acc %.4f) at %s", cfg.teacher,
                  "read from cache" if teacher.cached else "trained", teacher.test_acc, teacher.path)  # fmt: skip
     teacher_ready = time.perf_counter()
@@ -142,7 +140,7 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
             logits = model(train.images[rows])
             t_logits = t_train_logits[rows] if t_train_logits is not None else None
             loss, parts = distillation_loss(
-                logits, train.labels[rows], t_logits if cfg.distills else None,
+                logits, train.labels[rows], t_logits,
                 cfg.temperature, cfg.lam, cfg.kd_form,
             )  # fmt: skip
             if not torch.isfinite(loss):
