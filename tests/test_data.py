@@ -13,7 +13,15 @@ import torch
 
 import workers.data as data
 from workers.config import DEFAULT_SAMPLES_PER_CLASS
-from workers.data import DataError, Dataset, Split, load_dataset, per_class_sample, student_splits
+from workers.data import (
+    DataError,
+    Dataset,
+    Split,
+    load_dataset,
+    per_class_sample,
+    student_splits,
+    validation_split,
+)
 
 RAW_NAMES = (
     "train-images-idx3-ubyte",
@@ -278,3 +286,16 @@ def test_digits_default_samples_fit_every_class():
     assert np.array_equal(_counts(train, 10), [per] * 10)
     assert np.array_equal(_counts(test, 10), [per] * 10)
     assert _counts(ds.test, 10).min() >= per
+
+
+def test_validation_split_is_disjoint_from_train_and_test_and_seeded():
+    ds = load_dataset("digits", (0, 1, 2))
+    train, test = student_splits(ds, 20, 10, seed=4)
+    val = validation_split(ds, train, 15, seed=4)
+    assert len(val) == 45 and np.bincount(val.labels.numpy()).tolist() == [15, 15, 15]
+    assert not set(val.index) & set(train.index)
+    assert set(val.index) <= set(ds.train.index)  # from the training split, never the test split
+    assert np.array_equal(validation_split(ds, train, 15, seed=4).index, val.index)
+    assert not np.array_equal(validation_split(ds, train, 15, seed=5).index, val.index)
+    with pytest.raises(DataError, match="val_samples_per_class: class"):
+        validation_split(ds, train, 500, seed=4)

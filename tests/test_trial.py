@@ -14,14 +14,15 @@ TRIAL_COLUMNS = {
     "trial_id", "config_hash", "dataset", "classes", "n_classes", "teacher", "qubits",
     "temperature", "lam", "kd_form", "seed", "backend", "shots", "noise", "epochs", "lr",
     "batch_size", "samples_per_class", "test_samples_per_class", "n_train", "n_test",
+    "val_samples_per_class", "n_val", "val_acc", "val_loss",
     "reduction", "ansatz", "layers", "head", "head_scale", "test_acc", "test_loss",
     "train_acc", "train_loss", "teacher_test_acc", "teacher_key", "teacher_seed",
     "teacher_cached", "teacher_wall_s", "circuit_executions", "shots_total", "wall_s",
     "status", "error", "started_at", "host", "code_version", "torch_version",
     "qiskit_version", "qiskit_aer_version", "numpy_version",
 }  # fmt: skip
-EPOCH_COLUMNS = {"trial_id", "epoch", "train_loss", "train_ce", "train_kl", "train_acc",
-                 "test_loss", "test_acc", "head_scale", "circuit_executions", "wall_s"}  # fmt: skip
+EPOCH_COLUMNS = {"trial_id", "epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss",
+                 "test_acc", "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s"}  # fmt: skip
 
 
 def small(tmp_path, **kw):
@@ -58,6 +59,18 @@ def test_trial_row_has_the_schema_and_learns(tmp_path):
     assert row["shots_total"] == 0 and row["circuit_executions"] == 4 * (80 + 80)
     assert not math.isnan(res.epochs[0]["train_kl"])
     assert res.teacher["teacher_key"] == row["teacher_key"]
+
+
+def test_validation_split_is_held_out_and_leaves_training_as_it_was(tmp_path):
+    plain = run_trial(small(tmp_path, teacher="none", epochs=2))
+    held = run_trial(small(tmp_path, teacher="none", epochs=2, val_samples_per_class=10))
+    assert math.isnan(plain.row["val_acc"]) and plain.row["n_val"] == 0
+    assert held.row["n_val"] == 40 and 0 <= held.row["val_acc"] <= 1
+    assert all(0 <= e["val_acc"] <= 1 for e in held.epochs)
+    # Same training samples, init and order: the held-out rows change nothing but the report.
+    assert held.row["test_acc"] == plain.row["test_acc"]
+    assert held.row["train_loss"] == plain.row["train_loss"]
+    assert held.row["config_hash"] != plain.row["config_hash"]
 
 
 def test_a_teacher_changes_the_training_but_not_the_samples(tmp_path):

@@ -144,6 +144,9 @@ class TrialConfig:
     batch_size: int = 32
     samples_per_class: int | None = None
     test_samples_per_class: int | None = None
+    #: Held-out samples per class from the training split (0: none); a
+    #: hyperparameter study scores on these, never on the test split.
+    val_samples_per_class: int = 0
     take_available: bool = False
     reduction: str = "fc"
     ansatz: str = "paper"
@@ -248,6 +251,7 @@ class TrialConfig:
             value = getattr(self, name)
             if value is not None:
                 positive_int(name, value, 1)
+        positive_int("val_samples_per_class", self.val_samples_per_class, 0)
         ts = self.teacher_settings
         if ts.epochs is not None:
             positive_int("teacher_epochs", ts.epochs, 1)
@@ -271,6 +275,8 @@ class TrialConfig:
         d["ansatz"] = self.effective_ansatz
         d["samples_per_class"] = self.effective_samples_per_class
         d["test_samples_per_class"] = self.effective_test_samples_per_class
+        if not self.val_samples_per_class:  # keeps the hashes of runs from before the field existed
+            d.pop("val_samples_per_class")
         if not self.distills:  # a baseline is the same experiment whatever T and lam say
             d["temperature"] = d["lam"] = d["kd_form"] = None
         if self.teacher == "none":

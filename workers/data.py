@@ -164,7 +164,7 @@ def per_class_sample(
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         if len(rows) < per_class and not take_available:
-            option = "samples_per_class" if what == "train" else "test_samples_per_class"
+            option = "samples_per_class" if what == "train" else f"{what}_samples_per_class"
             name = classes[c] if classes else c
             raise DataError(
                 f"{option}: class {name} has only {len(rows)} {what} samples, {per_class} "
@@ -184,3 +184,18 @@ def student_splits(
     train = per_class_sample(dataset.train, per_class, s_train, **kw)
     test = per_class_sample(dataset.test, test_per_class, s_test, what="test", **kw)
     return train, test
+
+
+def validation_split(dataset: Dataset, train: Split, per_class: int, seed: int, take_available: bool = False) -> Split:
+    """``per_class`` held-out samples per class from the training split, disjoint from ``train``.
+
+    A hyperparameter study scores its trials on these, so that the test split
+    stays untouched by the search. They are drawn after the student's training
+    samples, so asking for a validation split leaves the training samples (and
+    every paired comparison built on them) as they were.
+    """
+    rest = np.flatnonzero(~np.isin(dataset.train.index, train.index))
+    pool = dataset.train.take(rest)
+    s_val = int(np.random.SeedSequence([seed, 0x7A1]).generate_state(1)[0])
+    return per_class_sample(pool, per_class, s_val, take_available=take_available, what="val",
+                            classes=dataset.classes)  # fmt: skip

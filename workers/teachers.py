@@ -45,9 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import TeacherSettings
-from workers.data import Dataset, Split
+from workers.config import TeacherSettings, parse_classes
+from workers.data import Dataset, Split, load_dataset
 from workers.io import atomic_write, write_json, write_parquet
+from workers.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,22 @@ class TeacherLogits:
     cached: bool
     path: Path
     train_seconds: float
+
+    def row(self, dataset: Dataset, classes: str) -> dict:
+        """This teacher as a row of ``teachers.parquet`` (``classes`` as the user wrote them)."""
+        return {
+            "teacher_key": self.key_hash,
+            "dataset": dataset.name,
+            "classes": classes,
+            "teacher": self.arch,
+            "teacher_seed": int(self.key["seed"]),
+            "test_acc": self.test_acc,
+            "n_test": len(dataset.test),
+            "n_train": len(dataset.train),
+            "train_seconds": self.train_seconds,
+            "settings": json.dumps(self.key, sort_keys=True),
+            "code_version": code_version(),
+        }
 
     def for_split(self, dataset_split: Split, sample: Split, which: str) -> torch.Tensor:
         """The logits of ``sample`` (a subset of ``dataset_split``), looked up by source index."""
@@ -297,3 +314,22 @@ def get_teacher(dataset: Dataset, arch: str, settings: TeacherSettings, cache_di
                 "torch": torch.__version__, "device": str(_device()),
                 "test_samples": len(dataset.test)}, meta_path)  # fmt: skip
     return TeacherLogits(arch, key, digest, tr, te, acc, False, folder, train_seconds)
+
+
+def prepare_teacher(
+    dataset: str,
+    classes: str,
+    arch: str,
+    settings: TeacherSettings,
+    cache_dir: str | Path,
+    data_root: str | None = None,
+    download: bool = True,
+) -> tuple[dict, bool]:
+    """Train (or find cached) one teacher; its ``teachers.parquet`` row, and whether it was cached.
+
+    The sweep's phase 1 runs this once per teacher the grid needs, before any
+    student trial starts, so that no two trials train the same teacher.
+    """
+    ds = load_dataset(dataset, parse_classes(classes), data_root, download)
+    teacher = get_teacher(ds, arch, settings, cache_dir)
+    return teacher.row(ds, classes), teacher.cached

@@ -15,17 +15,13 @@ the ``statevector`` backend is deterministic.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import math
 import platform
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +30,9 @@ import torch.nn.functional as F
 from workers.backends import make_backend
 from workers.circuits import build_circuit
 from workers.config import TrialConfig
-from workers.data import load_dataset, student_splits
+from workers.data import load_dataset, student_splits, validation_split
 from workers.distill import distillation_loss
+from workers.provenance import code_version, package_versions
 from workers.student import QuantumStudent, Reduction
 from workers.teachers import get_teacher
 
@@ -52,35 +49,6 @@ class TrialResult:
     epochs: list[dict] = field(default_factory=list)
     #: The teacher this trial used, as a row of teachers.parquet (None for a baseline).
     teacher: dict | None = None
-
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """The package version, plus the git commit (and ``-dirty``) when run from a checkout."""
-    try:
-        ver = version("qkd-sweep")
-    except PackageNotFoundError:
-        ver = "0+unknown"
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
-                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
-        return f"{ver}+g{sha}{'.dirty' if dirty else ''}"
-    except (OSError, subprocess.SubprocessError):
-        return ver
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("torch", "qiskit", "qiskit-aer", "numpy"):
-        try:
-            out[pkg.replace("-", "_") + "_version"] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg.replace("-", "_") + "_version"] = ""
-    return out
 
 
 def _seeds(seed: int) -> dict[str, int]:
@@ -102,6 +70,9 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
         dataset, cfg.effective_samples_per_class, cfg.effective_test_samples_per_class,
         seeds["data"], cfg.take_available,
     )  # fmt: skip
+    val = None
+    if cfg.val_samples_per_class:
+        val = validation_split(dataset, train, cfg.val_samples_per_class, seeds["data"], cfg.take_available)
 
     teacher = None
     t_train_logits = None
@@ -157,6 +128,7 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
         if status != "ok":
             break
         test_loss, test_acc = evaluate(model, test.images, test.labels)
+        val_loss, val_acc = evaluate(model, val.images, val.labels) if val is not None else (math.nan, math.nan)
         report = {
             "trial_id": trial_id,
             "epoch": epoch,
@@ -166,6 +138,8 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
             "train_acc": correct / n,
             "test_loss": test_loss,
             "test_acc": test_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
             "head_scale": model.log_scale.exp().item(),
             "circuit_executions": backend.executions,
             "wall_s": time.perf_counter() - t_epoch,
@@ -177,6 +151,31 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
     last = epochs[-1] if epochs else {}
     row = {
         "trial_id": trial_id,
+        **config_columns(cfg),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_val": len(val) if val is not None else 0,
+        "head_scale": model.log_scale.exp().item(),
+        **_last_epoch(last),
+        "teacher_test_acc": teacher.test_acc if teacher else math.nan,
+        "teacher_key": teacher.key_hash if teacher else "",
+        "teacher_cached": bool(teacher.cached) if teacher else False,
+        "teacher_wall_s": teacher_ready - t_start,
+        "circuit_executions": backend.executions,
+        "shots_total": backend.shots_total,
+        "wall_s": time.perf_counter() - t_start,
+        "status": status,
+        "error": error,
+        "started_at": started.isoformat(timespec="seconds"),
+        **_provenance(),
+    }
+    teacher_row = teacher.row(dataset, cfg.classes) if teacher else None
+    return TrialResult(row, epochs, teacher_row)
+
+
+def config_columns(cfg: TrialConfig) -> dict:
+    """The result columns that come from the configuration alone (resolved defaults included)."""
+    return {
         "config_hash": cfg.config_hash(),
         "dataset": cfg.dataset,
         "classes": cfg.classes,
@@ -195,48 +194,49 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
         "batch_size": cfg.batch_size,
         "samples_per_class": cfg.effective_samples_per_class,
         "test_samples_per_class": cfg.effective_test_samples_per_class,
-        "n_train": len(train),
-        "n_test": len(test),
+        "val_samples_per_class": cfg.val_samples_per_class,
         "reduction": cfg.reduction,
         "ansatz": cfg.effective_ansatz,
         "layers": cfg.layers if cfg.effective_ansatz == "hea" else 1,
         "head": cfg.head,
-        "head_scale": model.log_scale.exp().item(),
-        "test_acc": last.get("test_acc", math.nan),
-        "test_loss": last.get("test_loss", math.nan),
-        "train_acc": last.get("train_acc", math.nan),
-        "train_loss": last.get("train_loss", math.nan),
-        "teacher_test_acc": teacher.test_acc if teacher else math.nan,
-        "teacher_key": teacher.key_hash if teacher else "",
-        "teacher_seed": cfg.teacher_settings.seed if teacher else -1,
-        "teacher_cached": bool(teacher.cached) if teacher else False,
-        "teacher_wall_s": teacher_ready - t_start,
-        "circuit_executions": backend.executions,
-        "shots_total": backend.shots_total,
-        "wall_s": time.perf_counter() - t_start,
+        "teacher_seed": cfg.teacher_settings.seed if cfg.teacher != "none" else -1,
+    }
+
+
+def _last_epoch(last: dict) -> dict:
+    keys = ("test_acc", "test_loss", "train_acc", "train_loss", "val_acc", "val_loss")
+    return {k: float(last.get(k, math.nan)) for k in keys}
+
+
+def _provenance() -> dict:
+    return {"host": platform.node(), "code_version": code_version(), **package_versions()}
+
+
+def unfinished_row(cfg: TrialConfig, status: str, error: str, epochs: list[dict], trial_id: str = "") -> dict:
+    """The result row of a trial that did not run to its end (stopped by a scheduler, or
+    failed): its configuration, the last epoch it reported, and why it stopped.
+    Counts it never measured are -1."""
+    last = epochs[-1] if epochs else {}
+    return {
+        "trial_id": trial_id or uuid.uuid4().hex[:16],
+        **config_columns(cfg),
+        "n_train": -1,
+        "n_test": -1,
+        "n_val": -1,
+        "head_scale": float(last.get("head_scale", math.nan)),
+        **_last_epoch(last),
+        "teacher_test_acc": math.nan,
+        "teacher_key": "",
+        "teacher_cached": False,
+        "teacher_wall_s": math.nan,
+        "circuit_executions": int(last.get("circuit_executions", -1)),
+        "shots_total": -1,
+        "wall_s": float(sum(e.get("wall_s", 0.0) for e in epochs)),
         "status": status,
         "error": error,
-        "started_at": started.isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "code_version": code_version(),
-        **package_versions(),
+        "started_at": "",
+        **_provenance(),
     }
-    teacher_row = None
-    if teacher:
-        teacher_row = {
-            "teacher_key": teacher.key_hash,
-            "dataset": cfg.dataset,
-            "classes": cfg.classes,
-            "teacher": cfg.teacher,
-            "teacher_seed": cfg.teacher_settings.seed,
-            "test_acc": teacher.test_acc,
-            "n_test": len(dataset.test),
-            "n_train": len(dataset.train),
-            "train_seconds": teacher.train_seconds,
-            "settings": str(teacher.key),
-            "code_version": code_version(),
-        }
-    return TrialResult(row, epochs, teacher_row)
 
 
 @torch.no_grad()
