@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all lint sweep trial clean
+.PHONY: install test test-fast lint sweep validate bench clean
 
 install: $(STAMP)
 
@@ -33,12 +33,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check sweep workers tests
 	$(BIN)/ruff format --check sweep workers tests
 
-# Until the sweep driver lands (issue 3), `make sweep` runs the README's
-# single distillation trial on the embedded digits dataset.
+# A sweep spec, run under Ray Tune: teachers once, then every student trial;
+# rerunning resumes. `make sweep SPEC=specs/paper.yaml ARGS="--data-root DIR"`.
+SPEC ?= specs/quickstart.yaml
+ARGS ?=
 sweep: $(STAMP)
-	$(BIN)/qkd-sweep trial --dataset digits --classes 0-5 --teacher lenet \
-		--qubits 3 --temperature 3 --lam 0.9 --backend aer --shots 5000 \
-		--epochs 10 --seed 0 --out results/quickstart
+	$(BIN)/qkd-sweep sweep $(SPEC) $(ARGS)
+
+# The expanded grid and the trials per phase, without running anything.
+validate: $(STAMP)
+	$(BIN)/qkd-sweep validate $(SPEC) $(ARGS)
+
+# Speed and memory of the quantum path, a whole trial and a 2-worker sweep.
+bench: $(STAMP)
+	$(BIN)/qkd-sweep bench --out results/bench.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info

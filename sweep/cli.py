@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from sweep import tables
 from workers.config import (
     ANSATZE,
     BACKENDS,
@@ -140,6 +141,91 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0 if row["status"] == "ok" else 1
 
 
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="a sweep spec (YAML), e.g. specs/quickstart.yaml")
+    p.add_argument("--data-root", default=None, help="overrides the spec's paths.data_root")
+    p.add_argument("--results", default=None, metavar="ROOT", help="overrides the spec's paths.results")
+    p.add_argument("--only", action="append", default=[], metavar="FIELD=VALUE",
+                   help="run only trials with this value (repeatable; a field given twice matches either)")  # fmt: skip
+
+
+def _sweep_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a spec and print its grid, without running anything",
+                       description="Check a spec and print the expanded grid and the trials per phase.")  # fmt: skip
+    _spec_args(p)
+    p = sub.add_parser("sweep", help="run a spec: teachers (phase 1), then student trials under Ray Tune",
+                       description="Run every trial of a spec not finished yet, then print the tables.")  # fmt: skip
+    _spec_args(p)
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")  # fmt: skip
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--fresh", action="store_true", help="discard this spec's results and run everything again")
+    p.add_argument("--no-tables", action="store_true", help="do not write and print the tables at the end")
+    p.add_argument("--quiet", "-q", action="store_true", help="less of Ray Tune's progress output")
+
+
+def _load(args: argparse.Namespace):
+    from sweep.spec import load_spec  # noqa: PLC0415
+
+    return load_spec(args.spec).with_paths(args.data_root, args.results)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from collections import Counter  # noqa: PLC0415
+
+    from sweep.driver import finished_hashes, select  # noqa: PLC0415
+    from sweep.grid import expand  # noqa: PLC0415
+
+    spec = _load(args)
+    grid = expand(spec)
+    trials = select(grid.trials, args.only)
+    done = finished_hashes(spec.results_dir) if spec.search is None else set()
+    pending = [c for c in trials if c.config_hash() not in done]
+    jobs = grid.teacher_jobs(trials)
+    print(f"spec {spec.name} ({spec.source}): valid" + (f" - {spec.description}" if spec.description else ""))
+    print(f"  grid: {grid.n_combinations} combinations over {', '.join(spec.axes)}"
+          f"{f' in {len(spec.grids)} subgrids' if len(spec.grids) > 1 else ''}; "
+          f"{grid.n_duplicates} duplicates collapsed (a baseline does not vary T or lam), "
+          f"{grid.n_combinations - grid.n_duplicates - len(grid.trials)} dropped")  # fmt: skip
+    for line in grid.dropped:
+        print(f"  {line}")
+    by_teacher = Counter(c.teacher for c in trials)
+    print(f"  phase 1 (teachers): {len(jobs)} tasks: "
+          + ", ".join(f"{n} {a}" for a, n in sorted(Counter(j.arch for j in jobs).items())))  # fmt: skip
+    if spec.search is None:
+        print(f"  phase 2 (students): {len(trials)} trials: "
+              + ", ".join(f"{n} {t}" for t, n in sorted(by_teacher.items())))  # fmt: skip
+        print(f"  already finished: {len(trials) - len(pending)}; to run: {len(pending)}")
+    else:
+        s = spec.search
+        print(f"  phase 2 (study): {s.num_samples} trials, {s.sampler} sampler over "
+              f"{', '.join(p.name for p in s.params)}, {s.scheduler} scheduler, "
+              f"objective {s.metric} ({s.mode})")  # fmt: skip
+    print(f"  results: {spec.results_dir}   teacher cache: {spec.cache_dir}   data: {spec.data_root}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweep.driver import run_sweep  # noqa: PLC0415
+
+    spec = _load(args)
+    summary = run_sweep(spec, address=args.address, num_cpus=args.num_cpus, fresh=args.fresh,
+                        only=args.only, verbose=0 if args.quiet else 1)  # fmt: skip
+    for line in summary.lines():
+        print(line)
+    if spec.search is not None:
+        from sweep.search import leaderboard  # noqa: PLC0415
+
+        print(summary.best or "")
+        print(leaderboard(spec))
+    elif not args.no_tables and (spec.results_dir / "trials.parquet").exists():
+        paths = tables.write_tables(spec.results_dir)
+        print()
+        print(tables.markdown_tables(spec.results_dir))
+        print(f"tables and figures: {', '.join(str(p) for p in paths.values())}")
+    return 0 if summary.failed == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments."
@@ -147,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log teacher training")
     sub = parser.add_subparsers(dest="command", required=True)
     _trial_parser(sub)
+    _sweep_parsers(sub)
+    tables.add_parser(sub)
     return parser
 
 
@@ -159,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "trial":
             return cmd_trial(args)
-    except (ConfigError, DataError) as exc:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "tables":
+            return tables.run(args)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"qkd-sweep: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     parser.error(f"unknown command {args.command!r}")

@@ -19,13 +19,21 @@ EPOCHS = "epochs.parquet"
 TEACHERS = "teachers.parquet"
 
 
+def read_table(path: str | Path) -> pd.DataFrame | None:
+    """The table at ``path``, or None when there is none yet."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return pq.read_table(path).to_pandas()
+
+
 def append_rows(path: str | Path, rows: list[dict], key: str | None = None) -> pd.DataFrame:
     """Append ``rows`` to the Parquet file at ``path``; with ``key``, a new row replaces
     an old one with the same key. Returns the whole table."""
     path = Path(path)
     new = pd.DataFrame(rows)
-    if path.exists():
-        old = pq.read_table(path).to_pandas()
+    old = read_table(path)
+    if old is not None:
         if key is not None:
             old = old[~old[key].isin(new[key])]
         new = pd.concat([old, new], ignore_index=True)

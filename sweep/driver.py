@@ -1,0 +1,498 @@
+"""The sweep driver: a spec in, result rows out, through Ray.
+
+Phase 1 trains every teacher the pending trials need, once each, as Ray tasks
+(members before ensembles), and caches their logits. Phase 2 runs the student
+trials with ``ray.tune.Tuner``: a grid search over the trial configs, or, for a
+spec with a ``search:`` section, an Optuna study (:mod:`sweep.search`). Ray
+Tune owns resources, retries (``resources.max_failures``) and its experiment
+state (``<results>/<name>/tune/``); this module owns the result files.
+
+Results are written by the driver as each trial ends, never by the workers:
+``trials.parquet`` (one row per trial), ``epochs.parquet`` and
+``teachers.parquet`` under ``<results root>/<spec name>/``, each rewritten
+whole under a temporary name and renamed into place. A trial row is written
+after its epoch rows, so a trial with a row is a finished trial. Running a
+spec again resumes: trials whose row says ``ok`` or ``nan_loss`` (a result,
+if not a good one) are not run again; trials recorded as ``error`` are.
+
+Nothing here touches circuits: a trial is :func:`workers.trial.run_trial`, a
+plain function of a :class:`~workers.config.TrialConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import typing
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from sweep.grid import Grid, TeacherJob, expand
+from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
+from sweep.spec import TRIAL_FIELDS, Spec, SpecError
+from workers.config import TrialConfig
+from workers.data import load_dataset, student_splits, validation_split
+
+log = logging.getLogger(__name__)
+
+#: A trial with one of these statuses has its result; a rerun does not run it again.
+FINISHED = ("ok", "nan_loss")
+
+
+@dataclass
+class Summary:
+    spec: str
+    results_dir: Path
+    planned: int = 0
+    skipped: int = 0
+    finished: int = 0
+    failed: int = 0
+    pruned: int = 0
+    nan_loss: int = 0
+    teachers: int = 0
+    wall_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+    #: For a study: its best trial, in a line.
+    best: str = ""
+
+    def lines(self) -> list[str]:
+        return [
+            f"sweep {self.spec}: {self.planned} trials planned, {self.skipped} already finished (not rerun), "
+            f"{self.finished} finished now ({self.nan_loss} with non-finite loss), {self.pruned} stopped early "
+            f"by the scheduler, {self.failed} failed; {self.teachers} teachers; wall {self.wall_s:.1f}s",
+            f"results in {self.results_dir}/ ({TRIALS}, {EPOCHS}, {TEACHERS})",
+        ]
+
+
+# ---------------------------------------------------------------- planning
+def finished_hashes(results_dir: Path) -> set[str]:
+    trials = read_table(results_dir / TRIALS)
+    if trials is None or trials.empty:
+        return set()
+    return set(trials.loc[trials.status.isin(FINISHED), "config_hash"])
+
+
+def select(trials: list[TrialConfig], only: Iterable[str] = ()) -> list[TrialConfig]:
+    """Keep the trials that match every ``field=value`` filter (a field given twice matches either).
+
+    Values compare as the field's type, so ``temperature=3`` matches a spec's ``3`` (held as 3.0).
+    Filters that leave nothing are a SpecError: a typo should not look like a finished sweep.
+    """
+    only = list(only)
+    wanted: dict[str, list] = defaultdict(list)
+    for item in only:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in TRIAL_FIELDS:
+            raise SpecError("--only", f"{item!r}: expected FIELD=VALUE with a trial field, e.g. dataset=mnist")
+        wanted[key].append(_typed(key, text.strip(), item))
+    kept = [c for c in trials if all(getattr(c, k) in v for k, v in wanted.items())]
+    if only and not kept:
+        raise SpecError("--only", f"no trial of the grid matches {only}")
+    return kept
+
+
+def _typed(key: str, text: str, item: str):
+    tp = TRIAL_FIELDS[key]
+    kinds = [a for a in (typing.get_args(tp) or (tp,)) if a is not type(None)]
+    try:
+        if bool in kinds:
+            return {"true": True, "false": False}[text.lower()]
+        if int in kinds or float in kinds:
+            return float(text)
+    except (KeyError, ValueError):
+        raise SpecError("--only", f"{item!r}: {text!r} is not a value of {key}") from None
+    return text
+
+
+def preflight(trials: list[TrialConfig]) -> None:
+    """Load every dataset and draw every split the trials need, before Ray starts:
+    missing files or too few samples are one line and exit 2, not a failed trial."""
+    seen = set()
+    for cfg in trials:
+        key = (cfg.dataset, cfg.class_labels, cfg.data_root, cfg.effective_samples_per_class,
+               cfg.effective_test_samples_per_class, cfg.val_samples_per_class, cfg.take_available)  # fmt: skip
+        if key in seen:
+            continue
+        seen.add(key)
+        ds = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download)
+        train, _ = student_splits(ds, cfg.effective_samples_per_class, cfg.effective_test_samples_per_class,
+                                  cfg.seed, cfg.take_available)  # fmt: skip
+        if cfg.val_samples_per_class:
+            validation_split(ds, train, cfg.val_samples_per_class, cfg.seed, cfg.take_available)
+
+
+def plan(spec: Spec, only: Iterable[str] = (), fresh: bool = False) -> tuple[Grid, list[TrialConfig]]:
+    """The expanded grid and the trials still to run (all of them with ``fresh``)."""
+    grid = expand(spec)
+    trials = select(grid.trials, only)
+    if spec.search is None and not fresh:
+        done = finished_hashes(spec.results_dir)
+        trials = [c for c in trials if c.config_hash() not in done]
+    return grid, trials
+
+
+# ------------------------------------------------------------------- Ray
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray on loopback.
+
+    A local Ray is kept on 127.0.0.1: Ray on Linux resolves "127.0.0.1" to the
+    machine's outward address and listens there unless told that this is a
+    single-machine cluster, which is what RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    says (to this process, read at call time, and to the Ray processes it starts).
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune's classic reporter: its columns can be chosen (the new one would print every row's JSON).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not address:
+        loopback_only()
+    import ray  # noqa: PLC0415
+
+    if ray.is_initialized():
+        return
+    runtime_env = {"worker_process_setup_hook": "workers.runtime.prepare_process"}
+    if address:
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
+                 log_to_driver=True, runtime_env=runtime_env)  # fmt: skip
+
+
+def loopback_only() -> None:
+    """Make Ray started from this process (and its children) listen on 127.0.0.1 only."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.pop("RAY_ADDRESS", None)
+    import sys  # noqa: PLC0415
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # ray was imported before the variable was set
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: bool, threads: int, *_members):
+    """Phase 1, on a Ray worker: one teacher (the ``_members`` refs make an ensemble wait for its members)."""
+    import torch  # noqa: PLC0415
+
+    from workers.teachers import prepare_teacher  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
+    return prepare_teacher(job.dataset, job.classes, job.arch, job.settings, cache_dir, data_root, download)
+
+
+def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[dict]:
+    """Phase 1: every teacher once, in parallel where the cluster allows; their rows."""
+    import ray  # noqa: PLC0415
+
+    if not jobs:
+        return []
+    res = spec.resources
+    task = ray.remote(_teacher_task).options(
+        num_cpus=res.cpus_per_teacher, num_gpus=res.gpus_per_teacher, max_retries=res.max_failures
+    )
+    refs: dict[tuple, object] = {}
+    for job in jobs:  # members come first (Grid.teacher_jobs sorts them so)
+        members = []
+        if job.arch == "ensemble":
+            members = [refs[(job.dataset, job.classes, m, job.settings)] for m in ("lenet", "alexnet")]
+        refs[(job.dataset, job.classes, job.arch, job.settings)] = task.remote(
+            job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)), *members
+        )
+    rows = []
+    t0 = time.perf_counter()
+    for job, ref in zip(jobs, refs.values(), strict=True):
+        row, cached = ray.get(ref)
+        rows.append(row)
+        how = "cached" if cached else f"trained in {row['train_seconds']:.1f}s"
+        progress(f"  teacher {job.label}: test acc {row['test_acc']:.4f} ({how})")
+    progress(f"phase 1: {len(jobs)} teachers ready in {time.perf_counter() - t0:.1f}s")
+    return rows
+
+
+def _student(config: dict, configs: dict[str, dict] | None = None, base: dict | None = None) -> None:
+    """Phase 2, in a Ray Tune trial: one student, reported to Tune once per epoch.
+
+    The last epoch's report carries the whole result row (``row_json``), so
+    that the driver writes it and a scheduler sees the same number of
+    iterations as there are epochs.
+    """
+    import ray  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from ray import tune  # noqa: PLC0415
+
+    from workers.trial import run_trial  # noqa: PLC0415
+
+    if configs is not None:
+        cfg = _from_dict(configs[config["trial"]])
+    else:  # a study: the base config with the sampled values
+        cfg = _sampled(base, config)
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    held: dict = {}
+
+    def report(r: dict) -> None:
+        metrics = {k: v for k, v in r.items() if k != "trial_id"}
+        if r["epoch"] < cfg.epochs:
+            tune.report(metrics)
+        else:
+            held.update(metrics)
+
+    result = run_trial(cfg, report)
+    row = {**result.row, "node_id": ray.get_runtime_context().get_node_id()}
+    last = held or {k: math.nan for k in ("val_acc", "val_loss", "test_acc", "train_loss")}
+    tune.report({**last, "status": row["status"], "row_json": json.dumps(row),
+                 "epochs_json": json.dumps(result.epochs),
+                 "teacher_json": json.dumps(result.teacher) if result.teacher else ""})  # fmt: skip
+
+
+def _sampled(base: dict, config: dict) -> TrialConfig:
+    """A study's trial: the base config with the values the searcher drew."""
+    drawn = {k: v for k, v in config.items() if k not in ("trial", "threads")}
+    return dataclasses.replace(_from_dict(base), **drawn).validate()
+
+
+def _to_dict(cfg: TrialConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _from_dict(d: dict) -> TrialConfig:
+    from workers.config import TeacherSettings  # noqa: PLC0415
+
+    return TrialConfig(**{**d, "teacher_settings": TeacherSettings(**d["teacher_settings"])})
+
+
+class Recorder:
+    """Writes each trial's rows as it ends (a Tune callback; the driver is the only writer)."""
+
+    def __init__(self, spec: Spec, key: str, configs: dict[str, dict] | None, base: dict | None):
+        self.spec, self.key, self.configs, self.base = spec, key, configs, base
+        self.dir = spec.results_dir
+        self.epochs: dict[str, dict[int, dict]] = defaultdict(dict)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def config_of(self, trial) -> TrialConfig:
+        config = trial.config
+        if self.configs is not None:
+            return _from_dict(self.configs[config["trial"]])
+        return _sampled(self.base, config)
+
+    def on_result(self, trial, result: dict) -> None:
+        if "epoch" in result and "row_json" not in result and not _isnan(result.get("epoch")):
+            epoch = int(result["epoch"])
+            if epoch == 1:  # a retried trial starts over
+                self.epochs[trial.trial_id].clear()
+            keep = ("epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss", "test_acc",
+                    "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s")  # fmt: skip
+            self.epochs[trial.trial_id][epoch] = {k: result[k] for k in keep if k in result}
+
+    def on_complete(self, trial) -> None:
+        result = trial.last_result or {}
+        if result.get("row_json"):
+            row = json.loads(result["row_json"])
+            epochs = json.loads(result["epochs_json"])
+            teacher = json.loads(result["teacher_json"]) if result.get("teacher_json") else None
+            self.counts["nan_loss" if row["status"] == "nan_loss" else "finished"] += 1
+        else:  # stopped by the scheduler before its last epoch
+            from workers.trial import unfinished_row  # noqa: PLC0415
+
+            epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
+            row = unfinished_row(self.config_of(trial), "pruned",
+                                 f"stopped by the {self.spec.search.scheduler if self.spec.search else ''} "
+                                 f"scheduler after epoch {len(epochs)}", epochs)  # fmt: skip
+            epochs = [{**e, "trial_id": row["trial_id"]} for e in epochs]
+            teacher = None
+            self.counts["pruned"] += 1
+        self.write(trial, row, epochs, teacher)
+
+    def on_error(self, trial) -> None:
+        from workers.trial import unfinished_row  # noqa: PLC0415
+
+        err = trial.get_error()
+        text = str(err).strip().splitlines() if err else []
+        reason = next((ln for ln in reversed(text) if ln.strip()), "trial failed")
+        epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
+        row = unfinished_row(self.config_of(trial), "error",
+                             f"failed {trial.num_failures} time(s): {reason.strip()[:500]}", epochs)  # fmt: skip
+        self.counts["failed"] += 1
+        self.write(trial, row, [{**e, "trial_id": row["trial_id"]} for e in epochs], None)
+
+    def write(self, trial, row: dict, epochs: list[dict], teacher: dict | None) -> None:
+        row = {**row, "spec_name": self.spec.name, "spec_hash": self.spec.spec_hash,
+               "tune_trial_id": trial.trial_id}  # fmt: skip
+        row.setdefault("node_id", "")
+        epochs = [{**e, "config_hash": row["config_hash"]} for e in epochs]
+        # Epochs first, the trial row last: a row is the mark of a finished trial.
+        if epochs:
+            append_rows(self.dir / EPOCHS, epochs, key=self.key)
+        if teacher:
+            append_rows(self.dir / TEACHERS, [teacher], key="teacher_key")
+        append_rows(self.dir / TRIALS, [row], key=self.key)
+
+
+def _isnan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _callback(recorder: Recorder):
+    from ray import tune  # noqa: PLC0415
+
+    class _Callback(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            recorder.on_result(trial, result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            recorder.on_complete(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            recorder.on_error(trial)
+
+    return _Callback()
+
+
+def _reporter(spec: Spec, verbose: int):
+    """A trial table every half minute: the trial, its epoch and its accuracies (not the row JSON)."""
+    from ray import tune  # noqa: PLC0415
+
+    metrics = {"epoch": "epoch", "train_loss": "train loss", "test_acc": "test acc"}
+    if spec.search is not None:
+        metrics["val_acc"] = "val acc"
+    params = ["trial"] if spec.search is None else [p.name for p in spec.search.params]
+    return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=30,
+                            print_intermediate_tables=verbose > 0, max_column_length=48)  # fmt: skip
+
+
+def _label(cfg: TrialConfig) -> str:
+    distill = f"-T{cfg.temperature:g}-lam{cfg.lam:g}" if cfg.distills else ""
+    return f"{cfg.dataset}-{cfg.classes}-q{cfg.qubits}-{cfg.teacher}{distill}-s{cfg.seed}-{cfg.config_hash()[:6]}"
+
+
+def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose: int = 1) -> dict[str, int]:
+    """Phase 2: the trials under Ray Tune (a grid, or a study when the spec has ``search:``)."""
+    from ray import tune  # noqa: PLC0415
+
+    res = spec.resources
+    threads = max(1, int(res.cpus_per_trial))
+    storage = spec.results_dir / "tune"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if spec.search is None:
+        configs = {_label(c): _to_dict(c) for c in trials}
+        recorder = Recorder(spec, "config_hash", configs, None)
+        trainable = tune.with_parameters(_student, configs=configs)
+        param_space = {"trial": tune.grid_search(list(configs)), "threads": threads}
+        tune_kwargs: dict = {}
+        name = f"grid-{stamp}"
+    else:
+        from sweep.search import study_setup  # noqa: PLC0415
+
+        base = _to_dict(trials[0])
+        recorder = Recorder(spec, "trial_id", None, base)
+        trainable = tune.with_parameters(_student, base=base)
+        param_space, tune_kwargs = study_setup(spec, trials[0])
+        param_space["threads"] = threads
+        name = f"study-{stamp}"
+    trainable = tune.with_resources(trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            **tune_kwargs,
+            max_concurrent_trials=res.max_concurrent_trials,
+            # One worker process per CPU slot for the whole sweep: importing torch and
+            # Qiskit costs seconds, paid once per worker instead of once per trial.
+            reuse_actors=True,
+            trial_dirname_creator=lambda t: t.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            failure_config=tune.FailureConfig(max_failures=res.max_failures),
+            callbacks=[_callback(recorder)],
+            verbose=verbose,
+            progress_reporter=_reporter(spec, verbose),
+        ),
+    )
+    tuner.fit()
+    return dict(recorder.counts)
+
+
+def run_sweep(
+    spec: Spec,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    fresh: bool = False,
+    only: Iterable[str] = (),
+    progress=print,
+    verbose: int = 1,
+) -> Summary:
+    """Plan, check, then run both phases; returns what happened."""
+    t0 = time.perf_counter()
+    results_dir = spec.results_dir
+    grid, pending = plan(spec, only, fresh=fresh)
+    planned = len(select(grid.trials, only)) if spec.search is None else spec.search.num_samples
+    skipped = planned - len(pending) if spec.search is None else 0
+    summary = Summary(spec.name, results_dir, planned=planned, skipped=skipped)
+    summary.messages = list(grid.dropped)
+    for line in grid.dropped:
+        progress(line)
+    if not pending:
+        progress(f"sweep {spec.name}: all {planned} trials already finished; nothing to run (--fresh starts over)")
+        summary.wall_s = time.perf_counter() - t0
+        return summary
+    preflight(pending)
+    if fresh:  # only once the spec, the filters and the data have all been checked
+        _clear(spec)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(results_dir)
+    connect(address, num_cpus)
+    jobs = grid.teacher_jobs(pending)
+    progress(f"sweep {spec.name}: phase 1: {len(jobs)} teachers; phase 2: "
+             f"{spec.search.num_samples if spec.search else len(pending)} student trials "
+             f"({summary.skipped} already finished)")  # fmt: skip
+    teacher_rows = train_teachers(spec, jobs, progress)
+    if teacher_rows:
+        append_rows(results_dir / TEACHERS, teacher_rows, key="teacher_key")
+    summary.teachers = len(jobs)
+    counts = run_students(spec, pending, progress, verbose)
+    summary.finished = counts.get("finished", 0) + counts.get("nan_loss", 0)
+    summary.nan_loss = counts.get("nan_loss", 0)
+    summary.pruned = counts.get("pruned", 0)
+    summary.failed = counts.get("failed", 0)
+    if spec.search is not None:
+        from sweep.search import write_best  # noqa: PLC0415
+
+        summary.best = write_best(spec)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _clear(spec: Spec) -> None:
+    """``--fresh``: this spec's results, Tune state and default study go; the shared teacher cache stays."""
+    d = spec.results_dir
+    for name in (TRIALS, EPOCHS, TEACHERS, "best_params.json", "optuna.db"):
+        if name == "optuna.db" and spec.search and spec.search.storage:
+            continue
+        (d / name).unlink(missing_ok=True)
+    shutil.rmtree(d / "tune", ignore_errors=True)
+
+
+def _check_writable(d: Path) -> None:
+    probe = d / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError("paths.results", f"cannot write to {d}: {exc.strerror or exc}") from None
+
+
+def trials_frame(spec: Spec) -> pd.DataFrame | None:
+    return read_table(spec.results_dir / TRIALS)

@@ -1,0 +1,404 @@
+"""Sweep specs: YAML files that name an experiment and list its axes.
+
+A spec is read with a safe YAML loader and checked once, here, before anything
+starts: an unknown key, a value of the wrong type or a value out of range is a
+:class:`SpecError` whose one-line message names the file, the field (as a path
+such as ``grid.lam[1]``) and the value. Checks that need the combination of
+values (too few qubits for a class subset) happen when the grid is expanded
+(:mod:`sweep.grid`), with the same error type.
+
+Layout (every section but ``grid`` is optional)::
+
+    name: quickstart              # results go to <results root>/<name>/
+    description: ...
+    grid:                         # axes: a list (or one value) per TrialConfig field
+      dataset: [digits]
+      classes: [0-5]
+      teacher: [none, lenet, alexnet, ensemble]
+      qubits: [3]
+      temperature: [3]
+      lam: [0.9]
+      seed: [0, 1, 2]
+    subgrids:                     # optional: the grid is the union of grid+subgrid products
+      - {classes: [0-5], qubits: [3]}
+      - {classes: [0-7], qubits: [3, 4]}
+    trial:                        # fixed settings, one value per TrialConfig field
+      backend: aer
+      shots: 5000                 # or "exact"; null: the backend's default
+      epochs: 10
+    teacher: {epochs: null, lr: null, batch_size: 128, seed: 0}
+    paths: {data_root: null, download: true, results: results, cache: null}
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0, cpus_per_teacher: 1,
+                max_concurrent_trials: null, max_failures: 2}
+    search: ...                   # see SearchSpec: turns the spec into an Optuna study
+
+Field names are :class:`workers.config.TrialConfig`'s, the names the
+``qkd-sweep trial`` options use (``lam`` is the distillation weight λ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workers.config import ConfigError, TeacherSettings, TrialConfig
+
+#: TrialConfig fields a spec may not set in grid/trial: they have sections of their own.
+_NOT_TRIAL_FIELDS = {"teacher_settings", "data_root", "download", "cache_dir"}
+TRIAL_FIELDS: dict[str, Any] = {
+    k: v for k, v in typing.get_type_hints(TrialConfig).items() if k not in _NOT_TRIAL_FIELDS
+}
+
+SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search")
+TEACHER_KEYS = {"epochs": int | None, "lr": float | None, "batch_size": int, "seed": int}
+PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None}
+SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
+SAMPLERS = ("tpe", "random")
+SCHEDULERS = ("asha", "median", "none")
+
+
+class SpecError(ConfigError):
+    """A spec that cannot run; the message is one line naming the file, field and value."""
+
+    def __init__(self, where: str, message: str, source: str | Path | None = None):
+        ValueError.__init__(self, f"{source}: {where}: {message}" if source else f"{where}: {message}")
+        self.field = where
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    cpus_per_teacher: float = 1
+    gpus_per_teacher: float = 0
+    #: None: as many as the cluster's CPUs allow.
+    max_concurrent_trials: int | None = None
+    #: Retries of a trial (or teacher task) whose worker failed, before it is recorded as an error.
+    max_failures: int = 2
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One searched field: a float or int range (``log`` for a log scale), or ``choices``."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A hyperparameter study: Ray Tune's Optuna searcher plus a pruning scheduler.
+
+    The objective is measured on a validation split held out of the training
+    samples (``trial.val_samples_per_class``), never on the test split: a
+    study tuned on the test split reports a biased number.
+    """
+
+    params: tuple[SearchParam, ...]
+    num_samples: int = 12
+    metric: str = "val_acc"
+    sampler: str = "tpe"
+    seed: int | None = 0
+    scheduler: str = "asha"
+    #: Epochs every trial runs before the scheduler may stop it.
+    grace_period: int = 2
+    #: SQLAlchemy URL of the Optuna storage; None: sqlite:///<results dir>/optuna.db.
+    storage: str | None = None
+    study_name: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return SEARCH_METRICS[self.metric]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    source: str
+    description: str
+    #: Each a mapping axis -> list of values; the grid is the union of their products.
+    grids: tuple[dict[str, list], ...]
+    trial: dict[str, Any]
+    teacher: TeacherSettings
+    data_root: str
+    download: bool
+    results_root: str
+    cache_dir: str
+    resources: Resources
+    search: SearchSpec | None
+    #: Hash of what decides the results (not paths or resources).
+    spec_hash: str = ""
+    axes: tuple[str, ...] = field(default=())
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.results_root) / self.name
+
+    def with_paths(self, data_root: str | None = None, results_root: str | None = None) -> Spec:
+        """The spec with paths overridden from the command line (absolute, as Ray workers need)."""
+        results = str(Path(results_root).resolve()) if results_root else self.results_root
+        cache = self.cache_dir
+        if results_root and self.cache_dir == str(Path(self.results_root) / "cache"):
+            cache = str(Path(results) / "cache")
+        return dataclasses.replace(
+            self,
+            data_root=str(Path(data_root).resolve()) if data_root else self.data_root,
+            results_root=results,
+            cache_dir=cache,
+        )
+
+
+# ------------------------------------------------------------------ helpers
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    text = " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
+    return text + (" (or null)" if type(None) in typing.get_args(tp) else "")
+
+
+def _check_type(value: Any, tp: Any) -> Any:
+    """``value`` as ``tp`` (an int where a float is asked is a float), or raise TypeError."""
+    allowed = typing.get_args(tp) or (tp,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise TypeError
+    if isinstance(value, bool):
+        if bool in allowed:
+            return value
+        raise TypeError
+    if int in allowed and isinstance(value, int):
+        return value
+    if float in allowed and isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise TypeError
+        return float(value)
+    if str in allowed and isinstance(value, str):
+        return value
+    raise TypeError
+
+
+def _unknown(key: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return f"unknown key {key!r}{hint}"
+
+
+class _Reader:
+    """Walks the parsed YAML, raising SpecError with the path of the offending field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, message: str) -> typing.NoReturn:
+        raise SpecError(where, message, self.source)
+
+    def mapping(self, value: Any, where: str, known: typing.Iterable[str]) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, f"expected a mapping of keys to values, got {value!r}")
+        known = list(known)
+        for key in value:
+            if key not in known:
+                self.fail(f"{where}.{key}" if where else str(key), _unknown(key, known))
+        return value
+
+    def typed(self, value: Any, tp: Any, where: str) -> Any:
+        try:
+            return _check_type(value, tp)
+        except TypeError:
+            self.fail(where, f"expected {_type_name(tp)}, got {value!r}")
+
+    def trial_value(self, name: str, value: Any, where: str) -> Any:
+        if name == "shots":  # 0 in TrialConfig; spelled out in a spec so that shots: 0 is caught
+            if value == "exact":
+                return 0
+            if not isinstance(value, bool) and isinstance(value, int) and value < 1:
+                self.fail(where, f"must be an integer >= 1, or 'exact' for exact probabilities; got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                self.fail(where, f"expected an integer >= 1, 'exact' or null, got {value!r}")
+            return value
+        if name == "classes" and isinstance(value, int) and not isinstance(value, bool):
+            self.fail(where, f"expected a class subset written as a string like '0-5' or '0,3,5', got {value!r}")
+        return self.typed(value, TRIAL_FIELDS[name], where)
+
+
+# --------------------------------------------------------------------- load
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec file; raise SpecError (one line) on anything wrong with it."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise SpecError("spec", f"no such file {source!r}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(where, f"malformed YAML: {problem}", source) from None
+    except UnicodeDecodeError:
+        raise SpecError("spec", "not a text file", source) from None
+    return parse_spec(raw, source, default_name=path.stem)
+
+
+def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") -> Spec:
+    r = _Reader(source)
+    if not isinstance(raw, dict):
+        r.fail("spec", f"expected a mapping with a 'grid' section, got {type(raw).__name__}")
+    r.mapping(raw, "", SECTIONS)
+    if "grid" not in raw:
+        r.fail("grid", "missing; a spec lists its axes under 'grid'")
+
+    name = r.typed(raw.get("name", default_name), str, "name")
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        r.fail("name", f"{name!r}: use letters, digits, '-', '_' and '.' (it names the results folder)")
+    description = r.typed(raw.get("description", "") or "", str, "description")
+
+    def axes(section: Any, where: str) -> dict[str, list]:
+        section = r.mapping(section, where, TRIAL_FIELDS)
+        out = {}
+        for key, values in section.items():
+            values = values if isinstance(values, list) else [values]
+            if not values:
+                r.fail(f"{where}.{key}", "empty list: an axis needs at least one value")
+            out[key] = [r.trial_value(key, v, f"{where}.{key}[{i}]") for i, v in enumerate(values)]
+            seen = []
+            for i, v in enumerate(out[key]):
+                if v in seen:
+                    r.fail(f"{where}.{key}[{i}]", f"{values[i]!r} is listed twice")
+                seen.append(v)
+        return out
+
+    grid = axes(raw["grid"], "grid")
+    subgrids_raw = raw.get("subgrids")
+    if subgrids_raw is not None and (not isinstance(subgrids_raw, list) or not subgrids_raw):
+        r.fail("subgrids", f"expected a non-empty list of axis mappings, got {subgrids_raw!r}")
+    grids = tuple({**grid, **axes(sub, f"subgrids[{i}]")} for i, sub in enumerate(subgrids_raw or [{}]))
+
+    trial_raw = r.mapping(raw.get("trial"), "trial", TRIAL_FIELDS)
+    trial = {k: r.trial_value(k, v, f"trial.{k}") for k, v in trial_raw.items()}
+    all_axes = sorted({k for g in grids for k in g})
+    for key in trial:
+        if key in all_axes:
+            r.fail(f"trial.{key}", f"{trial[key]!r} here and also an axis under 'grid'; give it in one place")
+
+    t_raw = r.mapping(raw.get("teacher"), "teacher", TEACHER_KEYS)
+    teacher = TeacherSettings(**{k: r.typed(v, TEACHER_KEYS[k], f"teacher.{k}") for k, v in t_raw.items()})
+
+    p_raw = r.mapping(raw.get("paths"), "paths", PATH_KEYS)
+    p = {k: r.typed(v, PATH_KEYS[k], f"paths.{k}") for k, v in p_raw.items()}
+    results_root = str(Path(p.get("results") or "results").resolve())
+    data_root = p.get("data_root") or os.environ.get("QKD_DATA_ROOT", "data")
+    cache = p.get("cache")
+
+    res_types = {f.name: typing.get_type_hints(Resources)[f.name] for f in dataclasses.fields(Resources)}
+    res_raw = r.mapping(raw.get("resources"), "resources", res_types)
+    res = {k: r.typed(v, res_types[k], f"resources.{k}") for k, v in res_raw.items()}
+    for key in ("cpus_per_trial", "cpus_per_teacher"):
+        if key in res and res[key] <= 0:
+            r.fail(f"resources.{key}", f"must be > 0, got {res[key]!r}")
+    for key in ("gpus_per_trial", "gpus_per_teacher", "max_failures"):
+        if key in res and res[key] < 0:
+            r.fail(f"resources.{key}", f"must be >= 0, got {res[key]!r}")
+    if res.get("max_concurrent_trials") is not None and res["max_concurrent_trials"] < 1:
+        r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
+
+    search = _search(r, raw.get("search"), grids, trial) if raw.get("search") is not None else None
+
+    decisive = {"grids": grids, "trial": trial, "teacher": dataclasses.asdict(teacher),
+                "search": dataclasses.asdict(search) if search else None}  # fmt: skip
+    spec_hash = hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Spec(
+        name=name, source=source, description=description, grids=grids, trial=trial, teacher=teacher,
+        data_root=str(Path(data_root).resolve()), download=p.get("download", True),
+        results_root=results_root,
+        cache_dir=str(Path(cache).resolve()) if cache else str(Path(results_root) / "cache"),
+        resources=Resources(**res), search=search, spec_hash=spec_hash, axes=tuple(all_axes),
+    )  # fmt: skip
+
+
+def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict) -> SearchSpec:
+    fields = {f.name for f in dataclasses.fields(SearchSpec)}
+    raw = r.mapping(raw, "search", fields)
+    if "params" not in raw or not raw["params"]:
+        r.fail("search.params", "missing; name the fields to search, e.g. lam: {low: 0.1, high: 1.0}")
+    params_raw = r.mapping(raw["params"], "search.params", TRIAL_FIELDS)
+    params = []
+    for name, p in params_raw.items():
+        where = f"search.params.{name}"
+        p = r.mapping(p, where, ("low", "high", "log", "choices"))
+        tp = TRIAL_FIELDS[name]
+        base = next(a for a in (typing.get_args(tp) or (tp,)) if a is not type(None))
+        if "choices" in p:
+            if set(p) != {"choices"} or not isinstance(p["choices"], list) or len(p["choices"]) < 2:
+                r.fail(where, "give either choices: [a, b, ...] (two or more) or low/high")
+            choices = tuple(r.trial_value(name, v, f"{where}.choices[{i}]") for i, v in enumerate(p["choices"]))
+            params.append(SearchParam(name, choices=choices))
+            continue
+        if base not in (int, float):
+            r.fail(where, f"{name} is not numeric; search it with choices: [...]")
+        if "low" not in p or "high" not in p:
+            r.fail(where, "needs low and high (or choices)")
+        low = r.typed(p["low"], base, f"{where}.low")
+        high = r.typed(p["high"], base, f"{where}.high")
+        log = r.typed(p.get("log", False), bool, f"{where}.log")
+        if not low < high:
+            r.fail(where, f"low ({low!r}) must be below high ({high!r})")
+        if log and low <= 0:
+            r.fail(f"{where}.low", f"a log scale needs low > 0, got {low!r}")
+        params.append(SearchParam(name, low, high, log, integer=base is int))
+
+    def opt(key: str, tp: Any, default: Any) -> Any:
+        return r.typed(raw[key], tp, f"search.{key}") if key in raw else default
+
+    s = SearchSpec(
+        params=tuple(params),
+        num_samples=opt("num_samples", int, 12),
+        metric=opt("metric", str, "val_acc"),
+        sampler=opt("sampler", str, "tpe"),
+        seed=opt("seed", int | None, 0),
+        scheduler=opt("scheduler", str, "asha"),
+        grace_period=opt("grace_period", int, 2),
+        storage=opt("storage", str | None, None),
+        study_name=opt("study_name", str | None, None),
+    )
+    if s.num_samples < 1:
+        r.fail("search.num_samples", f"must be >= 1, got {s.num_samples!r}")
+    if s.grace_period < 1:
+        r.fail("search.grace_period", f"must be >= 1, got {s.grace_period!r}")
+    if s.metric not in SEARCH_METRICS:
+        why = "; tuning on the test split biases the reported number" if s.metric.startswith("test") else ""
+        r.fail("search.metric", f"{s.metric!r}: choose one of {list(SEARCH_METRICS)}{why}")
+    if s.sampler not in SAMPLERS:
+        r.fail("search.sampler", f"unknown sampler {s.sampler!r}; choose one of {list(SAMPLERS)}")
+    if s.scheduler not in SCHEDULERS:
+        r.fail("search.scheduler", f"unknown scheduler {s.scheduler!r}; choose one of {list(SCHEDULERS)}")
+    if s.metric.startswith("val") and not trial.get("val_samples_per_class"):
+        r.fail("trial.val_samples_per_class", f"a study on {s.metric} needs a validation split; set it >= 1")
+    if len(grids) > 1:
+        r.fail("subgrids", "a study searches one cell; drop subgrids (run one spec per cell)")
+    for key, values in grids[0].items():
+        if len(values) > 1:
+            r.fail(f"grid.{key}", f"{len(values)} values; a study searches one cell, give one value per axis")
+        if any(p.name == key for p in params):
+            r.fail(f"search.params.{key}", "also an axis under 'grid'; give it in one place")
+    for p in params:
+        if p.name in trial:
+            r.fail(f"search.params.{p.name}", "also fixed under 'trial'; give it in one place")
+    return s
