@@ -27,6 +27,7 @@ from workers.config import (
     TrialConfig,
 )
 from workers.data import DataError
+from workers.io import StorageError
 
 EXIT_BAD_INPUT = 2
 
@@ -218,6 +219,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print(summary.best or "")
         print(leaderboard(spec))
+    elif not spec.results_dir.is_local:
+        print(f"tables: copy {spec.results_dir} to a local folder and run qkd-sweep tables on it")
     elif not args.no_tables and (spec.results_dir / "trials.parquet").exists():
         paths = tables.write_tables(spec.results_dir)
         print()
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args)
         if args.command == "tables":
             return tables.run(args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
         print(f"qkd-sweep: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     parser.error(f"unknown command {args.command!r}")

@@ -27,13 +27,11 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import typing
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -42,6 +40,7 @@ from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
 from sweep.spec import TRIAL_FIELDS, Spec, SpecError
 from workers.config import TrialConfig
 from workers.data import load_dataset, student_splits, validation_split
+from workers.io import Location, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ FINISHED = ("ok", "nan_loss")
 @dataclass
 class Summary:
     spec: str
-    results_dir: Path
+    results_dir: Location
     planned: int = 0
     skipped: int = 0
     finished: int = 0
@@ -75,7 +74,7 @@ class Summary:
 
 
 # ---------------------------------------------------------------- planning
-def finished_hashes(results_dir: Path) -> set[str]:
+def finished_hashes(results_dir: Location) -> set[str]:
     trials = read_table(results_dir / TRIALS)
     if trials is None or trials.empty:
         return set()
@@ -163,10 +162,29 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     runtime_env = {"worker_process_setup_hook": "workers.runtime.prepare_process"}
     if address:
+        _check_address(address)
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     else:
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
                  log_to_driver=True, runtime_env=runtime_env)  # fmt: skip
+
+
+def _check_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in bounded time, with one line, when nothing listens at the cluster address
+    (``ray.init`` would otherwise retry for a long while)."""
+    import socket  # noqa: PLC0415
+
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise SpecError("--address", f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:6379") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError("--address", f"no Ray cluster answers at {address} ({reason}, {timeout:g}s)") from None
 
 
 def loopback_only() -> None:
@@ -316,8 +334,12 @@ class Recorder:
     def on_error(self, trial) -> None:
         from workers.trial import unfinished_row  # noqa: PLC0415
 
-        err = trial.get_error()
-        text = str(err).strip().splitlines() if err else []
+        text: list[str] = []
+        if trial.error_file and os.path.exists(trial.error_file):  # the driver's own copy, written first
+            with open(trial.error_file) as f:
+                text = f.read().strip().splitlines()
+        elif trial.get_error():
+            text = str(trial.get_error()).strip().splitlines()
         reason = next((ln for ln in reversed(text) if ln.strip()), "trial failed")
         epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
         row = unfinished_row(self.config_of(trial), "error",
@@ -381,7 +403,7 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
 
     res = spec.resources
     threads = max(1, int(res.cpus_per_trial))
-    storage = spec.results_dir / "tune"
+    storage = spec.results_dir / "tune"  # Tune takes a local path or a URI alike
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if spec.search is None:
         configs = {_label(c): _to_dict(c) for c in trials}
@@ -449,11 +471,10 @@ def run_sweep(
         summary.wall_s = time.perf_counter() - t0
         return summary
     preflight(pending)
-    if fresh:  # only once the spec, the filters and the data have all been checked
-        _clear(spec)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    connect(address, num_cpus)  # a cluster address that does not answer fails here, in bounded time
     _check_writable(results_dir)
-    connect(address, num_cpus)
+    if fresh:  # only once the spec, the filters, the data, the cluster and the disk have been checked
+        _clear(spec)
     jobs = grid.teacher_jobs(pending)
     progress(f"sweep {spec.name}: phase 1: {len(jobs)} teachers; phase 2: "
              f"{spec.search.num_samples if spec.search else len(pending)} student trials "
@@ -478,20 +499,21 @@ def run_sweep(
 def _clear(spec: Spec) -> None:
     """``--fresh``: this spec's results, Tune state and default study go; the shared teacher cache stays."""
     d = spec.results_dir
-    for name in (TRIALS, EPOCHS, TEACHERS, "best_params.json", "optuna.db"):
+    for name in (TRIALS, EPOCHS, TEACHERS, "best_params.json", "optuna.db", "tune"):
         if name == "optuna.db" and spec.search and spec.search.storage:
             continue
-        (d / name).unlink(missing_ok=True)
-    shutil.rmtree(d / "tune", ignore_errors=True)
+        (d / name).delete()
 
 
-def _check_writable(d: Path) -> None:
+def _check_writable(d: Location) -> None:
+    """One clear line, before anything runs, when the results root cannot be written."""
     probe = d / f".write-probe-{os.getpid()}"
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
+        d.mkdir()
+        probe.write_bytes(b"probe")
+        probe.delete()
     except OSError as exc:
-        raise SpecError("paths.results", f"cannot write to {d}: {exc.strerror or exc}") from None
+        raise StorageError(f"paths.results: cannot write to {d}: {exc.strerror or exc}") from None
 
 
 def trials_frame(spec: Spec) -> pd.DataFrame | None:

@@ -70,7 +70,7 @@ def study_setup(spec: Spec, base: TrialConfig) -> tuple[dict, dict]:
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule  # noqa: PLC0415
 
     s = spec.search
-    spec.results_dir.mkdir(parents=True, exist_ok=True)
+    spec.results_dir.mkdir()
     sampler = (optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=s.seed))  # fmt: skip
     storage = optuna.storages.RDBStorage(storage_url(spec))

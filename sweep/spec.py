@@ -52,6 +52,7 @@ from typing import Any
 import yaml
 
 from workers.config import ConfigError, TeacherSettings, TrialConfig
+from workers.io import Location, location
 
 #: TrialConfig fields a spec may not set in grid/trial: they have sections of their own.
 _NOT_TRIAL_FIELDS = {"teacher_settings", "data_root", "download", "cache_dir"}
@@ -145,21 +146,31 @@ class Spec:
     axes: tuple[str, ...] = field(default=())
 
     @property
-    def results_dir(self) -> Path:
-        return Path(self.results_root) / self.name
+    def results_dir(self) -> Location:
+        """Where this spec's results go: a local folder, or a URI every node can reach."""
+        return location(self.results_root) / self.name
 
     def with_paths(self, data_root: str | None = None, results_root: str | None = None) -> Spec:
         """The spec with paths overridden from the command line (absolute, as Ray workers need)."""
-        results = str(Path(results_root).resolve()) if results_root else self.results_root
+        results = absolute(results_root) if results_root else self.results_root
         cache = self.cache_dir
-        if results_root and self.cache_dir == str(Path(self.results_root) / "cache"):
-            cache = str(Path(results) / "cache")
+        if results_root and self.cache_dir == _join(self.results_root, "cache"):
+            cache = _join(results, "cache")
         return dataclasses.replace(
             self,
-            data_root=str(Path(data_root).resolve()) if data_root else self.data_root,
+            data_root=absolute(data_root) if data_root else self.data_root,
             results_root=results,
             cache_dir=cache,
         )
+
+
+def absolute(where: str) -> str:
+    """A local path made absolute (Ray workers do not share the driver's working directory); a URI as it is."""
+    return where if "://" in where else str(Path(where).resolve())
+
+
+def _join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}" if "://" in root else str(Path(root) / name)
 
 
 # ------------------------------------------------------------------ helpers
@@ -303,7 +314,7 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
 
     p_raw = r.mapping(raw.get("paths"), "paths", PATH_KEYS)
     p = {k: r.typed(v, PATH_KEYS[k], f"paths.{k}") for k, v in p_raw.items()}
-    results_root = str(Path(p.get("results") or "results").resolve())
+    results_root = absolute(p.get("results") or "results")
     data_root = p.get("data_root") or os.environ.get("QKD_DATA_ROOT", "data")
     cache = p.get("cache")
 
@@ -319,7 +330,7 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     if res.get("max_concurrent_trials") is not None and res["max_concurrent_trials"] < 1:
         r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
 
-    search = _search(r, raw.get("search"), grids, trial) if raw.get("search") is not None else None
+    search = _search(r, raw.get("search"), grids, trial, results_root) if raw.get("search") is not None else None
 
     decisive = {"grids": grids, "trial": trial, "teacher": dataclasses.asdict(teacher),
                 "search": dataclasses.asdict(search) if search else None}  # fmt: skip
@@ -328,12 +339,12 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
         name=name, source=source, description=description, grids=grids, trial=trial, teacher=teacher,
         data_root=str(Path(data_root).resolve()), download=p.get("download", True),
         results_root=results_root,
-        cache_dir=str(Path(cache).resolve()) if cache else str(Path(results_root) / "cache"),
+        cache_dir=absolute(cache) if cache else _join(results_root, "cache"),
         resources=Resources(**res), search=search, spec_hash=spec_hash, axes=tuple(all_axes),
     )  # fmt: skip
 
 
-def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict) -> SearchSpec:
+def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict, results_root: str) -> SearchSpec:
     fields = {f.name for f in dataclasses.fields(SearchSpec)}
     raw = r.mapping(raw, "search", fields)
     if "params" not in raw or not raw["params"]:
@@ -378,6 +389,8 @@ def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict) -> Searc
         storage=opt("storage", str | None, None),
         study_name=opt("study_name", str | None, None),
     )
+    if s.storage is None and "://" in str(results_root):
+        r.fail("search.storage", "the default SQLite study file needs a local results root; give a SQLAlchemy URL")
     if s.num_samples < 1:
         r.fail("search.num_samples", f"must be >= 1, got {s.num_samples!r}")
     if s.grace_period < 1:

@@ -186,10 +186,8 @@ def test_local_ray_listens_on_loopback_only(local_ray):
     assert addresses == {"127.0.0.1"}
 
     # And every socket a Ray process listens on is bound to loopback.
-    def is_ray(p: psutil.Process) -> bool:
-        return any(k in " ".join(p.info["cmdline"] or [p.info["name"] or ""]) for k in ("ray", "gcs_server"))
-
-    ray_pids = {p.pid for p in psutil.process_iter(["name", "cmdline"]) if is_ray(p)}
+    # The processes of the Ray this test session started (not any other Ray on the machine).
+    ray_pids = {p.pid for p in psutil.Process().children(recursive=True)}
     listening = [c for c in psutil.net_connections(kind="tcp") if c.status == "LISTEN" and c.pid in ray_pids]
     assert listening, "found no Ray sockets to check"
     for c in listening:

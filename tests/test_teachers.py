@@ -4,6 +4,7 @@ their logits file is damaged, and looked up by source index."""
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,11 +75,11 @@ def test_first_call_trains_once_and_writes_the_cache(digits, lenet_cache):
     assert first.cached is False
     folder = cache_folder(cache, digits, "lenet", SETTINGS)
     assert first.path == folder
-    assert folder.parent == cache / "teachers" / "digits" / "2-5-8"
+    assert Path(folder.parent) == cache / "teachers" / "digits" / "2-5-8"
     assert folder.name == f"lenet-seed0-{first.key_hash}"
     for f in ("weights.safetensors", "logits.parquet", "meta.json"):
         assert (folder / f).is_file(), f
-    assert not list(folder.glob("*.tmp"))  # no temporary files left behind
+    assert not list(Path(folder).glob("*.tmp"))  # no temporary files left behind
 
     assert first.train_logits.shape == (len(digits.train), 3)
     assert first.test_logits.shape == (len(digits.test), 3)

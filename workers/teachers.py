@@ -40,14 +40,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from workers.config import TeacherSettings, parse_classes
 from workers.data import Dataset, Split, load_dataset
-from workers.io import atomic_write, write_json, write_parquet
+from workers.io import Location, atomic_write, location, write_json, write_parquet
 from workers.provenance import code_version
 
 log = logging.getLogger(__name__)
@@ -110,7 +109,7 @@ class TeacherLogits:
     test_logits: np.ndarray
     test_acc: float
     cached: bool
-    path: Path
+    path: Location
     train_seconds: float
 
     def row(self, dataset: Dataset, classes: str) -> dict:
@@ -162,10 +161,10 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
     return key, digest
 
 
-def cache_folder(cache_dir: str | Path, dataset: Dataset, arch: str, settings: TeacherSettings) -> Path:
+def cache_folder(cache_dir: str | Path | Location, dataset: Dataset, arch: str, settings: TeacherSettings) -> Location:
     _, digest = teacher_key(dataset, arch, settings)
     classes = "-".join(str(c) for c in dataset.classes)
-    return Path(cache_dir) / "teachers" / dataset.name / classes / f"{arch}-seed{settings.seed}-{digest}"
+    return location(cache_dir) / "teachers" / dataset.name / classes / f"{arch}-seed{settings.seed}-{digest}"
 
 
 def _logits_schema(classes: tuple[int, ...]) -> pa.Schema:
@@ -211,7 +210,7 @@ def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> nn.
     return model.cpu().eval()
 
 
-def _write_logits(folder: Path, dataset: Dataset, train: np.ndarray, test: np.ndarray) -> None:
+def _write_logits(folder: Location, dataset: Dataset, train: np.ndarray, test: np.ndarray) -> None:
     n_tr, n_te = len(dataset.train), len(dataset.test)
     cols = {
         "split": ["train"] * n_tr + ["test"] * n_te,
@@ -227,13 +226,13 @@ def _write_logits(folder: Path, dataset: Dataset, train: np.ndarray, test: np.nd
     write_parquet(pa.table(cols, schema=_logits_schema(dataset.classes)), folder / "logits.parquet")
 
 
-def _read_logits(folder: Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_logits(folder: Location, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached logits, or None (with a warning) when the file fails its checks."""
     path = folder / "logits.parquet"
     if not path.exists():
         return None
     try:
-        table = pq.read_table(path)
+        table = path.read_parquet()
         if table.schema.remove_metadata() != _logits_schema(dataset.classes):
             raise ValueError(f"schema {table.schema.names} is not the expected one")
         split = table.column("split").to_numpy(zero_copy_only=False)
@@ -262,22 +261,26 @@ def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels.numpy()).mean())
 
 
-def _load_weights(folder: Path, arch: str, n_classes: int) -> nn.Module | None:
+def _load_weights(folder: Location, arch: str, n_classes: int) -> nn.Module | None:
     from safetensors.torch import load_file  # noqa: PLC0415
 
     path = folder / "weights.safetensors"
     if not path.exists():
         return None
     try:
+        from safetensors.torch import load  # noqa: PLC0415
+
         model = make_model(arch, n_classes)
-        model.load_state_dict(load_file(path))
+        model.load_state_dict(load(path.read_bytes()) if not path.is_local else load_file(path))
         return model.eval()
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"teacher weights {path} do not load ({exc}); retraining", stacklevel=2)
         return None
 
 
-def get_teacher(dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path) -> TeacherLogits:
+def get_teacher(
+    dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path | Location
+) -> TeacherLogits:
     """The teacher's logits, from the cache when a valid entry exists, else trained now."""
     if arch not in ARCHS:
         raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)}")
@@ -321,7 +324,7 @@ def prepare_teacher(
     classes: str,
     arch: str,
     settings: TeacherSettings,
-    cache_dir: str | Path,
+    cache_dir: str | Path | Location,
     data_root: str | None = None,
     download: bool = True,
 ) -> tuple[dict, bool]:
