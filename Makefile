@@ -27,7 +27,7 @@ test: $(STAMP)
 
 # Without the slow marks: the quick inner loop.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'not slow and not cluster' $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sweep workers tests

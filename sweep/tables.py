@@ -123,6 +123,11 @@ def _prepare(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
     for col in ("temperature", "lam", "teacher_seed", "teacher_test_acc"):
         if col not in t:
             t[col] = math.nan
+    if "ansatz" in t and "qubits" in t:
+        # The paper's circuit differs by qubit count (h-ry on 3, ry otherwise): one setting, not
+        # two, so that its 3- and 4-qubit students share a table as in the paper.
+        paper = ((t["qubits"] == 3) & (t["ansatz"] == "h-ry")) | ((t["qubits"] != 3) & (t["ansatz"] == "ry"))
+        t["ansatz"] = t["ansatz"].where(~paper, "paper")
     settings = [c for c in SETTINGS if c in t]
     for col in [*settings, "kd_form", "status", "teacher_key"]:
         if not pd.api.types.is_numeric_dtype(t[col]) and not pd.api.types.is_bool_dtype(t[col]):
@@ -551,7 +556,7 @@ def _loss_figure(report: _Report, path: Path) -> None:
             ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set(title=report.panel_titles[key], xlabel="epoch", ylabel="loss")
-    fig.suptitle("Train (solid) and test (dashed) loss, mean ± std over seeds")
+    fig.suptitle("Train (solid) and test (dashed) loss\n(mean ± std over seeds)", fontsize="medium")
     _save(fig, path)
 
 
@@ -574,7 +579,7 @@ def _accuracy_figure(report: _Report, path: Path) -> None:
         ax.set_ylim(low, 100)
         ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
         ax.set(title=report.panel_titles[key], ylabel="test accuracy (%)")
-    fig.suptitle("Student test accuracy per teacher: mean ± std, seeds as points")
+    fig.suptitle("Student test accuracy per teacher\n(mean ± std; seeds as points)", fontsize="medium")
     _save(fig, path)
 
 
