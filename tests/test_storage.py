@@ -4,6 +4,7 @@ written whole or not at all; the teacher cache and result tables on a non-local 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import uuid
 from pathlib import Path
 
@@ -33,6 +34,16 @@ def test_local_paths_and_file_uris_are_the_same_files(tmp_path):
     assert plain.exists() and plain.is_file()
     assert plain.read_parquet().column("x").to_pylist() == [1, 2]
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["t.parquet"]  # no temporary file left
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_parquet(pa.table({"x": [1]}), tmp_path / "t.parquet")
+        write_json({"a": 1}, tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {oct(0o644)}
 
 
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path):

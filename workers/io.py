@@ -32,6 +32,14 @@ import pyarrow.parquet as pq
 _OBJECT_STORES = ("s3", "gcs")
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (mkstemp's 0600 would hide results
+    from the other users and containers that share a results volume)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class StorageError(OSError):
     """A storage location that cannot be used (unknown scheme, not writable, full)."""
 
@@ -128,6 +136,7 @@ class Location:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
+                os.chmod(tmp, _file_mode())
                 os.replace(tmp, self.path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -177,6 +186,7 @@ def atomic_write(path: str | Path | Location, write: Callable[[str], None]) -> N
         os.close(fd)
         try:
             write(tmp)
+            os.chmod(tmp, _file_mode())
             os.replace(tmp, local)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
