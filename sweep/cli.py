@@ -61,6 +61,8 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
       help="student training samples per class (default: 150 for mnist/fashionmnist, 80 for digits)")  # fmt: skip
     a("--test-samples-per-class", type=int, default=None,
       help="student test samples per class (same defaults)")  # fmt: skip
+    a("--val-samples-per-class", type=int, default=0,
+      help="held-out validation samples per class from the training split (0: none)")  # fmt: skip
     a("--take-available", action="store_true",
       help="take what a class has when it has fewer samples than asked, instead of failing")  # fmt: skip
     a("--reduction", default=d.reduction, choices=REDUCTIONS)
@@ -88,6 +90,7 @@ def _config(args: argparse.Namespace) -> TrialConfig:
         backend=args.backend, shots=args.shots, noise=args.noise, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, samples_per_class=args.samples_per_class,
         test_samples_per_class=args.test_samples_per_class, take_available=args.take_available,
+        val_samples_per_class=args.val_samples_per_class,
         reduction=args.reduction, ansatz=args.ansatz, layers=args.layers, head=args.head,
         head_scale=args.head_scale, learn_scale=not args.fixed_scale, data_root=args.data_root,
         download=not args.no_download,
