@@ -94,12 +94,14 @@ def test_a_worker_killed_mid_trial_is_retried_and_every_row_lands_once(tmp_path)
         victim = wait_for(lambda: trial_workers(proc), 120, "a trial worker")[0]
         time.sleep(1.5)  # into its trial
         victim.send_signal(signal.SIGKILL)
+        print(f"killed trial worker pid {victim.pid} with {len(rows(tmp_path, 'killworker'))} of 4 rows written")
         out, _ = proc.communicate(timeout=240)
     finally:
         kill_tree(proc)
     assert proc.returncode == 0, out
     t = rows(tmp_path, "killworker")
     expected = {c.config_hash() for c in _grid(path)}
+    print(f"sweep finished: {len(t)} rows, {t.config_hash.nunique()} distinct")
     assert sorted(t.config_hash) == sorted(expected)  # every row, once
     assert (t.status == "ok").all()
     assert "0 failed" in out
@@ -123,12 +125,14 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
         wait_for(lambda: len(rows(tmp_path, "killdriver")) >= 1, 180, "a first finished trial")
         before = rows(tmp_path, "killdriver")
         kill_tree(proc)  # the driver and the Ray it started, at once
+        print(f"killed driver: {len(before)} of 4 rows before the kill")
     finally:
         kill_tree(proc)
     assert 1 <= len(before) < 4
 
     assert main(["sweep", str(path), "--quiet", "--no-tables", "--num-cpus", "2"]) == 0
     after = rows(tmp_path, "killdriver")
+    print(f"after the rerun: {len(after)} rows, {after.config_hash.nunique()} distinct")
     assert after.config_hash.is_unique and len(after) == 4 and (after.status == "ok").all()
     # The trials that had finished before the kill were not run again.
     kept = after.set_index("config_hash").loc[before.config_hash, "trial_id"]
@@ -249,3 +253,19 @@ def test_write_parquet_is_whole_or_nothing_on_failure(tmp_path):
     with pytest.raises(AttributeError):
         write_parquet(None, target)
     assert pd.read_parquet(target).x.tolist() == [1]
+
+
+def test_a_cluster_address_that_does_not_answer_is_one_line_in_bounded_time(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = {"grid": {"dataset": "digits", "classes": "0-3", "teacher": "none", "qubits": 2, "seed": 0}}
+    path = write_spec(tmp_path, spec, "noaddress")
+    t0 = time.monotonic()
+    assert main(["sweep", str(path), "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - t0 < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--address: no Ray cluster answers at 127.0.0.1:{port}" in err[0]
+    assert not (tmp_path / "results").exists()
