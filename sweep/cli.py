@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from sweep import tables
+from sweep import bench, tables
 from workers.config import (
     ANSATZE,
     BACKENDS,
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trial_parser(sub)
     _sweep_parsers(sub)
     tables.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 
@@ -259,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args)
         if args.command == "tables":
             return tables.run(args)
+        if args.command == "bench":
+            from sweep import bench_sweep  # noqa: PLC0415
+
+            measure = None if args.quick else lambda: bench_sweep.measure(args.data_root)
+            return bench.run(args, sweep_speedup=measure)
     except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
         print(f"qkd-sweep: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -60,6 +60,8 @@ class Summary:
     nan_loss: int = 0
     teachers: int = 0
     wall_s: float = 0.0
+    #: Wall time of phase 2 alone (Ray Tune's fit).
+    phase2_s: float = 0.0
     messages: list[str] = field(default_factory=list)
     #: For a study: its best trial, in a line.
     best: str = ""
@@ -163,11 +165,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         loopback_only(keep_address=True)
     import ray  # noqa: PLC0415
 
+    if address:
+        _check_address(address)  # even in a process that already has a Ray: --address must answer
     if ray.is_initialized():
         return
     runtime_env = {"worker_process_setup_hook": "workers.runtime.prepare_process"}
     if address:
-        _check_address(address)
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
         return
     # The Ray processes (and the workers they start) share this home: Ray keeps the
@@ -516,7 +519,9 @@ def run_sweep(
     if teacher_rows:
         append_rows(results_dir / TEACHERS, teacher_rows, key="teacher_key")
     summary.teachers = len(jobs)
+    t2 = time.perf_counter()
     counts = run_students(spec, pending, progress, verbose)
+    summary.phase2_s = time.perf_counter() - t2
     summary.finished = counts.get("finished", 0) + counts.get("nan_loss", 0)
     summary.nan_loss = counts.get("nan_loss", 0)
     summary.pruned = counts.get("pruned", 0)
