@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test,bench]'
 	$(BIN)/python -c "import torch, torchvision, torchvision.ops; \
 		torchvision.ops.nms(torch.rand(2, 4), torch.rand(2), 0.5); \
 		print('torch', torch.__version__, '+ torchvision', torchvision.__version__, 'import together')"
