@@ -33,8 +33,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from sweep.grid import Grid, TeacherJob, expand
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
 from sweep.spec import TRIAL_FIELDS, Spec, SpecError
@@ -552,7 +550,3 @@ def _check_writable(d: Location) -> None:
         probe.delete()
     except OSError as exc:
         raise StorageError(f"paths.results: cannot write to {d}: {exc.strerror or exc}") from None
-
-
-def trials_frame(spec: Spec) -> pd.DataFrame | None:
-    return read_table(spec.results_dir / TRIALS)
