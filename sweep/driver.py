@@ -354,32 +354,34 @@ class Recorder:
             teacher = json.loads(result["teacher_json"]) if result.get("teacher_json") else None
             self.counts["nan_loss" if row["status"] == "nan_loss" else "finished"] += 1
         else:  # stopped by the scheduler before its last epoch
-            from workers.trial import unfinished_row  # noqa: PLC0415
-
-            epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
-            row = unfinished_row(self.config_of(trial), "pruned",
-                                 f"stopped by the {self.spec.search.scheduler if self.spec.search else ''} "
-                                 f"scheduler after epoch {len(epochs)}", epochs)  # fmt: skip
-            epochs = [{**e, "trial_id": row["trial_id"]} for e in epochs]
+            scheduler = self.spec.search.scheduler if self.spec.search else ""
+            row, epochs = self.unfinished(trial, "pruned", f"stopped by the {scheduler} scheduler after epoch {{n}}")
             teacher = None
             self.counts["pruned"] += 1
         self.write(trial, row, epochs, teacher)
 
-    def on_error(self, trial) -> None:
+    def unfinished(self, trial, status: str, reason: str) -> tuple[dict, list[dict]]:
+        """The row of a trial that did not reach its last epoch, and the epochs it reported
+        (``{n}`` in ``reason`` becomes their number)."""
         from workers.trial import unfinished_row  # noqa: PLC0415
 
+        epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
+        row = unfinished_row(self.config_of(trial), status, reason.format(n=len(epochs)), epochs)
+        return row, [{**e, "trial_id": row["trial_id"]} for e in epochs]
+
+    def on_error(self, trial) -> None:
         text: list[str] = []
         if trial.error_file and os.path.exists(trial.error_file):  # the driver's own copy, written first
             with open(trial.error_file) as f:
                 text = f.read().strip().splitlines()
         elif trial.get_error():
             text = str(trial.get_error()).strip().splitlines()
-        reason = next((ln for ln in reversed(text) if ln.strip()), "trial failed")
-        epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
-        row = unfinished_row(self.config_of(trial), "error",
-                             f"failed {trial.num_failures} time(s): {reason.strip()[:500]}", epochs)  # fmt: skip
+        reason = next((ln for ln in reversed(text) if ln.strip()), "trial failed").strip()[:500]
+        # Braces in an exception's text are not format fields.
+        safe = reason.replace("{", "{{").replace("}", "}}")
+        row, epochs = self.unfinished(trial, "error", f"failed {trial.num_failures} time(s): {safe}")
         self.counts["failed"] += 1
-        self.write(trial, row, [{**e, "trial_id": row["trial_id"]} for e in epochs], None)
+        self.write(trial, row, epochs, None)
 
     def write(self, trial, row: dict, epochs: list[dict], teacher: dict | None) -> None:
         row = {**row, "spec_name": self.spec.name, "spec_hash": self.spec.spec_hash,
