@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from workers.data import DataError
 from workers.io import StorageError
 
 EXIT_BAD_INPUT = 2
+#: 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 141
 
 
 def _trial_parser(sub: argparse._SubParsersAction) -> None:
@@ -268,5 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
         print(f"qkd-sweep: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`qkd-sweep validate ... | head`): stop quietly, as
+        # the Python docs advise, instead of a traceback on stdout's final flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     parser.error(f"unknown command {args.command!r}")
     return EXIT_BAD_INPUT

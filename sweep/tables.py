@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ FIGURES = {"loss_curves": "figures/loss_curves.png", "accuracy_bars": "figures/a
 #: Table key: a dataset and a settings group; a cell adds classes and qubits.
 TABLE = ["dataset", "setting"]
 CELL = [*TABLE, "classes", "qubits"]
+#: Characters per line of a figure panel's settings text (a 4.8-inch panel, 12-point title).
+PANEL_TITLE_WIDTH = 46
 CSV_NUMBERS = [
     "mean", "std", "n", "plus_for_student", "baseline_mean", "baseline_n",
     "diff", "ci_low", "ci_high", "p_value", "n_pairs", "n_teachers",
@@ -341,7 +344,9 @@ def _build(results_dir: str | Path) -> _Report:
         .itertuples(index=False, name=None)
     ):
         ds, setting, classes, qubits = key
-        suffix = f"\n{_setting_text(setting_values.loc[setting], varying)}" if varying else ""
+        # Wrapped to the panel's width: with many settings groups one line runs into the next panel.
+        wrapped = textwrap.fill(_setting_text(setting_values.loc[setting], varying), PANEL_TITLE_WIDTH)
+        suffix = f"\n{wrapped}" if varying else ""
         panel_titles[key] = f"{_dataset_label(ds, classes)}, {int(qubits)} qubit{suffix}"
     per_seed = per_seed.assign(label=_figure_labels(per_seed))
     if epochs is not None:

@@ -8,6 +8,7 @@ failure instead of a sweep.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import subprocess
@@ -150,6 +151,56 @@ def test_search_digits_has_a_study_over_three_params():
     assert spec.trial["val_samples_per_class"] >= 1
     grid = expand(spec)
     assert len(grid.trials) == 1
+
+
+def test_every_shipped_spec_loads_and_expands():
+    for path in sorted(SPECS.glob("*.yaml")):
+        grid = expand(load_spec(path))
+        assert grid.trials, path.name
+        assert grid.dropped == [], path.name
+        assert len({c.config_hash() for c in grid.trials}) == len(grid.trials), path.name
+
+
+def test_readings_spec_changes_one_choice_at_a_time_from_the_paper_reading():
+    trials = expand(load_spec(SPECS / "readings-mnist.yaml")).trials
+    assert len(trials) == 160 == 16 * 2 * 5  # 16 readings x (baseline, LeNet) x 5 seeds
+    assert cells(trials) == {("mnist", "0-5", 3)}
+    reference = {"ansatz": "h-ry", "layers": 1, "reduction": "fc", "head": "linear", "lr": 0.001,
+                 "samples_per_class": 150}  # fmt: skip
+    readings = Counter()
+    for c in trials:
+        actual = {**{k: getattr(c, k) for k in reference}, "ansatz": c.effective_ansatz,
+                  "samples_per_class": c.effective_samples_per_class}  # fmt: skip
+        changed = {k: actual[k] for k in reference if actual[k] != reference[k] and k != "layers"}
+        assert len(changed) <= 1, changed
+        readings[tuple(changed.items()), c.layers] += 1
+    assert set(readings.values()) == {10}
+    assert {c.teacher for c in trials} == {"none", "lenet"}
+    assert all(c.backend == "statevector" and c.effective_shots == 0 for c in trials)
+
+
+def test_full_split_spec_is_the_paper_grid_with_every_training_image():
+    paper = expand(load_spec(SPECS / "paper.yaml")).trials
+    full = expand(load_spec(SPECS / "paper-mnist-full.yaml")).trials
+    assert len(full) == 60
+    assert cells(full) == {c for c in cells(paper) if c[0] == "mnist"}
+    assert all(c.take_available and c.samples_per_class >= 7000 for c in full)
+    assert all(c.effective_test_samples_per_class == 150 for c in full)
+    key = lambda c: (c.classes, c.qubits, c.teacher, c.seed, c.temperature, c.lam, c.lr, c.epochs)  # noqa: E731
+    assert {key(c) for c in full} == {key(c) for c in paper if c.dataset == "mnist"}
+
+
+def test_the_two_mnist_studies_are_equally_tuned():
+    kd, base = (load_spec(SPECS / f"search-mnist-{name}.yaml") for name in ("lenet", "baseline"))
+    assert {p.name for p in kd.search.params} == {"temperature", "lam", "lr"}
+    assert {p.name for p in base.search.params} == {"lr"}
+    assert [p for p in kd.search.params if p.name == "lr"] == list(base.search.params)
+    for field_name in ("num_samples", "metric", "sampler", "seed", "scheduler", "grace_period"):
+        assert getattr(kd.search, field_name) == getattr(base.search, field_name), field_name
+    assert kd.search.metric == "val_acc" and kd.trial == base.trial
+    (t_kd,), (t_base,) = expand(kd).trials, expand(base).trials
+    assert (t_kd.teacher, t_base.teacher) == ("lenet", "none")
+    assert dataclasses.replace(t_kd, teacher="none").config_hash() == t_base.config_hash()
 
 
 # ----------------------------------------------------------- grid structure
@@ -396,6 +447,15 @@ def test_validate_paper_prints_grid_size_and_trials_per_phase(tmp_path, capsys):
     assert re.search(r"phase 2 \(students\): 120 trials: 30 alexnet, 30 ensemble, 30 lenet, 30 none$", out, re.M)
     assert re.search(r"already finished: 0; to run: 120$", out, re.M)
     assert not (tmp_path / "r").exists()
+
+
+def test_validate_into_a_closed_pipe_stops_without_a_traceback(tmp_path):
+    spec, out = SPECS / "paper.yaml", tmp_path / "r"
+    proc = subprocess.run(f"'{CLI}' validate '{spec}' --results '{out}' | head -n 1",
+                          shell=True, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.stdout.startswith("spec paper ")
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
 def test_validate_with_only_counts_the_selection(tmp_path, capsys):

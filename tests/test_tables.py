@@ -312,3 +312,23 @@ def test_the_papers_circuits_for_3_and_4_qubits_share_a_table(tmp_path):
     assert titles == ["## Table: MNIST (ansatz=paper)", "## Table: MNIST (ansatz=ry)"]
     paper = md.split("## Table: MNIST (ansatz=paper)")[1].split("## Table")[0]
     assert "Quantum, 3 qubit" in paper and "Quantum, 4 qubit" in paper and "| 90.00" in paper and "| 80.00" in paper
+
+
+def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
+    from sweep.tables import PANEL_TITLE_WIDTH, _build  # noqa: PLC0415
+
+    # Six settings vary across the groups, as in specs/readings-mnist.yaml: one line of
+    # "lr=..., samples_per_class=..., reduction=..., ..." is wider than a panel.
+    groups = [dict(lr=0.001), dict(lr=0.01), dict(samples_per_class=1500), dict(reduction="pca"),
+              dict(ansatz="hea", layers=4), dict(head="log")]  # fmt: skip
+    rows = [trial("0-5", 3, t, s, 0.9, **g) for g in groups for t in ("none", "lenet") for s in range(2)]
+    titles = list(_build(write_folder(tmp_path / "r", rows)).panel_titles.values())
+    assert len(titles) == len(groups)
+    for title in titles:
+        first, *settings = title.split("\n")
+        assert first == "MNIST 0-5, 3 qubit"
+        assert len(settings) > 1 and all(len(line) <= PANEL_TITLE_WIDTH for line in settings), title
+        text = " ".join(settings)
+        for name in ("lr=", "samples_per_class=", "reduction=", "ansatz=", "layers=", "head="):
+            assert name in text, (name, title)
+    assert len(set(titles)) == len(groups)
