@@ -104,6 +104,7 @@ def test_naive_loop_prepares_the_same_distribution_and_gradient():
 
 def test_pennylane_circuit_is_ours():
     import pennylane  # noqa: F401  (make install installs the bench extra: this runs, never skips)
+
     c = bench.bench_circuit(3)
     feats, w, up = bench.bench_inputs(c, 16, seed=2)
     enc = encoding_params(c, feats).detach()
