@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from sweep.grid import Grid, TeacherJob, expand
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
-from sweep.spec import TRIAL_FIELDS, Spec, SpecError
+from sweep.spec import TRIAL_FIELDS, Resources, Spec, SpecError
 from workers.config import TrialConfig
 from workers.data import load_dataset, student_splits, validation_split
 from workers.io import Location, StorageError
@@ -230,6 +230,31 @@ def loopback_only(keep_address: bool = False) -> None:
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:  # ray was imported before the variable was set
         constants.ENABLE_RAY_CLUSTER = False
+
+
+def check_resources(res: Resources, teachers: bool, local: bool, progress=print) -> None:
+    """Every task must fit on one node of the cluster: Ray holds a task that fits on none
+    (a teacher asking for 2 CPUs of a 1-CPU Ray) forever, without an error.
+
+    A Ray this process started is all there is, so a request larger than it is
+    bad input (one line naming the field). A joined cluster may still grow (an
+    autoscaler adds nodes), so there it is a warning line and the run waits.
+    """
+    import ray  # noqa: PLC0415
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    wants = [("cpus_per_trial", res.cpus_per_trial, "CPU"), ("gpus_per_trial", res.gpus_per_trial, "GPU")]
+    if teachers:
+        wants += [("cpus_per_teacher", res.cpus_per_teacher, "CPU"), ("gpus_per_teacher", res.gpus_per_teacher, "GPU")]
+    for name, want, kind in wants:
+        have = max((float(n.get(kind, 0)) for n in nodes), default=0.0)
+        if want <= have:
+            continue
+        what = f"{want:g} {kind}(s) per task, but the largest node of this Ray has {have:g}"
+        if local:
+            hint = " (lower it, or give --num-cpus)" if kind == "CPU" else " (this machine has no GPU Ray can see)"
+            raise SpecError(f"resources.{name}", what + hint)
+        progress(f"warning: resources.{name}: {what}; those tasks wait until a node that large joins")
 
 
 def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: bool, threads: int, *_members):
@@ -507,11 +532,13 @@ def run_sweep(
         summary.wall_s = time.perf_counter() - t0
         return summary
     preflight(pending)
+    local = not (address or os.environ.get("RAY_ADDRESS"))
     connect(address, num_cpus)  # a cluster address that does not answer fails here, in bounded time
+    jobs = grid.teacher_jobs(pending)
+    check_resources(spec.resources, bool(jobs), local, progress)
     _check_writable(results_dir)
     if fresh:  # only once the spec, the filters, the data, the cluster and the disk have been checked
         _clear(spec)
-    jobs = grid.teacher_jobs(pending)
     progress(f"sweep {spec.name}: phase 1: {len(jobs)} teachers; phase 2: "
              f"{spec.search.num_samples if spec.search else len(pending)} student trials "
              f"({summary.skipped} already finished)")  # fmt: skip

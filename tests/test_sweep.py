@@ -177,6 +177,49 @@ def test_study_is_stored_loadable_and_extended_by_a_rerun(tmp_path, local_ray):
     assert len(pd.read_parquet(results / "trials.parquet")) == 8
 
 
+def _sweep_cli(path, *args, timeout=180):
+    """``qkd-sweep sweep`` in its own process: a hang fails the test instead of stalling it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    cli = Path(sys.executable).with_name("qkd-sweep")
+    return subprocess.run([str(cli), "sweep", str(path), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_task_larger_than_every_node_is_one_line_not_a_hang(tmp_path):
+
+    # Ray would hold a 4-CPU teacher task on a 2-CPU Ray forever; the sweep says so instead.
+    spec = {**TINY, "resources": {"cpus_per_trial": 1, "cpus_per_teacher": 4}}
+    path = write_spec(tmp_path, spec)
+    proc = _sweep_cli(path, "--num-cpus", "2")
+    err = [line for line in proc.stderr.splitlines() if line.startswith("qkd-sweep")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(err) == 1 and "resources.cpus_per_teacher" in err[0] and "largest node of this Ray has 2" in err[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+    # A trial larger than every node: the same, from Tune's side.
+    baselines = {**spec, "grid": {**TINY["grid"], "teacher": "none"}, "resources": {"cpus_per_trial": 3}}
+    proc = _sweep_cli(write_spec(tmp_path, baselines, "big.yaml"), "--num-cpus", "2")
+    assert proc.returncode == 2 and "resources.cpus_per_trial" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_resource_check_counts_teachers_only_when_there_are_some_and_warns_on_a_joined_cluster(local_ray):
+    from sweep.driver import check_resources, connect  # noqa: PLC0415
+    from sweep.spec import Resources  # noqa: PLC0415
+
+    connect(num_cpus=2)
+    big_teacher = Resources(cpus_per_trial=1, cpus_per_teacher=64)
+    check_resources(big_teacher, teachers=False, local=True)  # no teacher to schedule: fine
+    lines = []
+    check_resources(big_teacher, teachers=True, local=False, progress=lines.append)  # a cluster may grow
+    assert len(lines) == 1 and lines[0].startswith("warning: resources.cpus_per_teacher: 64 CPU(s) per task")
+    with pytest.raises(Exception, match=r"resources\.gpus_per_trial: 1 GPU\(s\) per task"):
+        check_resources(Resources(gpus_per_trial=1), teachers=False, local=True)
+
+
 def test_local_ray_listens_on_loopback_only(local_ray):
     """Every node of the local cluster is 127.0.0.1 (no other address is announced)."""
     from sweep.driver import connect
