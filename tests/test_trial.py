@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,6 +72,29 @@ def test_validation_split_is_held_out_and_leaves_training_as_it_was(tmp_path):
     assert held.row["test_acc"] == plain.row["test_acc"]
     assert held.row["train_loss"] == plain.row["train_loss"]
     assert held.row["config_hash"] != plain.row["config_hash"]
+
+
+def test_validation_split_on_aer_leaves_every_other_number_as_it_was(tmp_path):
+    # The validation split's shots come from their own stream: with shots, scoring it
+    # must not shift the draws that training and the test split see.
+    kw = dict(teacher="none", backend="aer", shots=100, epochs=2, samples_per_class=6, test_samples_per_class=6)
+    plain = run_trial(small(tmp_path, **kw))
+    held = run_trial(small(tmp_path, **kw, val_samples_per_class=4))
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "head_scale"):
+        assert [e[key] for e in held.epochs] == [e[key] for e in plain.epochs], key
+    assert all(0 <= e["val_acc"] <= 1 for e in held.epochs)
+    assert held.row["shots_total"] > plain.row["shots_total"]  # the validation split was measured, with shots
+
+
+def test_seed_streams_of_earlier_runs_are_unchanged():
+    # Streams are appended, never reordered: a committed row re-runs to the same number.
+    from workers.trial import _seeds  # noqa: PLC0415
+
+    for seed in (0, 7):
+        old = [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(seed).spawn(4)]
+        s = _seeds(seed)
+        assert [s["data"], s["init"], s["order"], s["shots"]] == old
+        assert len(set(s.values())) == len(s)
 
 
 def test_a_teacher_changes_the_training_but_not_the_samples(tmp_path):

@@ -47,9 +47,28 @@ log = logging.getLogger(__name__)
 
 
 class _Counter:
+    #: Where shot sampling draws from (None: a backend that does not sample).
+    rng: np.random.Generator | None = None
+
     def __init__(self) -> None:
         self.executions = 0
         self.shots_total = 0
+
+    @contextlib.contextmanager
+    def drawing_from(self, rng: np.random.Generator | None) -> Iterator[None]:
+        """Draw the shots of the calls inside from ``rng`` instead of the backend's own stream.
+
+        A trial scores its validation split this way, so that adding one leaves the
+        draws of training and of the test split, and so their numbers, as they were.
+        """
+        if rng is None or self.rng is None:
+            yield
+            return
+        own, self.rng = self.rng, rng
+        try:
+            yield
+        finally:
+            self.rng = own
 
 
 # --------------------------------------------------------------------------- statevector

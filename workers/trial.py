@@ -6,8 +6,9 @@ here knows about Ray: the sweep driver, the CLI and the tests call
 :func:`run_trial` the same way.
 
 Randomness: one ``seed`` feeds independent streams (numpy SeedSequence) for
-the student's samples, its initial weights, the batch order and the shot
-sampling, so that two trials with the same seed and different teachers train
+the student's samples, its initial weights, the batch order, the shot
+sampling, and the shot sampling of the validation split (so that adding one
+changes no other number), so that two trials with the same seed and different teachers train
 on the same samples from the same start (paired comparisons), and a trial on
 the ``statevector`` backend is deterministic.
 """
@@ -52,7 +53,9 @@ class TrialResult:
 
 
 def _seeds(seed: int) -> dict[str, int]:
-    names = ("data", "init", "order", "shots")
+    # New streams go at the end: SeedSequence children depend only on their index,
+    # so the earlier ones (and the results of earlier runs) stay as they were.
+    names = ("data", "init", "order", "shots", "val_shots")
     states = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(s.generate_state(1)[0]) for n, s in zip(names, states, strict=True)}
 
@@ -96,6 +99,7 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
         )  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     order = torch.Generator().manual_seed(seeds["order"])
+    val_rng = np.random.default_rng(seeds["val_shots"])
 
     epochs: list[dict] = []
     status, error = "ok", ""
@@ -128,7 +132,10 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
         if status != "ok":
             break
         test_loss, test_acc = evaluate(model, test.images, test.labels)
-        val_loss, val_acc = evaluate(model, val.images, val.labels) if val is not None else (math.nan, math.nan)
+        val_loss, val_acc = (math.nan, math.nan)
+        if val is not None:  # its own shot stream: a validation split leaves training and test as they were
+            with backend.drawing_from(val_rng):
+                val_loss, val_acc = evaluate(model, val.images, val.labels)
         report = {
             "trial_id": trial_id,
             "epoch": epoch,
