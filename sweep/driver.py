@@ -252,7 +252,9 @@ def check_resources(res: Resources, teachers: bool, local: bool, progress=print)
             continue
         what = f"{want:g} {kind}(s) per task, but the largest node of this Ray has {have:g}"
         if local:
-            hint = " (lower it, or give --num-cpus)" if kind == "CPU" else " (this machine has no GPU Ray can see)"
+            hint = " (lower it, or give --num-cpus)" if kind == "CPU" else " (lower it)"
+            if kind == "GPU" and not have:
+                hint = " (Ray sees no GPU on this machine; set it to 0)"
             raise SpecError(f"resources.{name}", what + hint)
         progress(f"warning: resources.{name}: {what}; those tasks wait until a node that large joins")
 
