@@ -279,12 +279,14 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[d
     task = ray.remote(_teacher_task).options(
         num_cpus=res.cpus_per_teacher, num_gpus=res.gpus_per_teacher, max_retries=res.max_failures
     )
+    # Keyed on TeacherJob.key (the parsed class labels, as Grid.teacher_jobs keys them), so that an
+    # ensemble on "0,1,2,3,4,5" finds the LeNet member a "0-5" trial brought in.
     refs: dict[tuple, object] = {}
     for job in jobs:  # members come first (Grid.teacher_jobs sorts them so)
         members = []
         if job.arch == "ensemble":
-            members = [refs[(job.dataset, job.classes, m, job.settings)] for m in ("lenet", "alexnet")]
-        refs[(job.dataset, job.classes, job.arch, job.settings)] = task.remote(
+            members = [refs[job.key_for(m)] for m in ("lenet", "alexnet")]
+        refs[job.key] = task.remote(
             job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)), *members
         )
     rows = []

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sweep.spec import Spec, SpecError
-from workers.config import ConfigError, TeacherSettings, TrialConfig
+from workers.config import ConfigError, TeacherSettings, TrialConfig, parse_classes
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,17 @@ class TeacherJob:
     @property
     def label(self) -> str:
         return f"{self.arch} on {self.dataset} {self.classes} (seed {self.settings.seed})"
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the teacher: the parsed class labels, so that ``0-5`` and
+        ``0,1,2,3,4,5`` are the same teacher (as they are in the teacher cache)."""
+        return self.key_for(self.arch)
+
+    def key_for(self, arch: str) -> tuple:
+        """The key of the teacher ``arch`` on this job's dataset, classes and settings
+        (an ensemble's members: ``key_for("lenet")``, ``key_for("alexnet")``)."""
+        return (self.dataset, parse_classes(self.classes), arch, self.settings)
 
 
 @dataclass
@@ -59,8 +70,8 @@ class Grid:
             archs = ["lenet", "alexnet", "ensemble"] if cfg.teacher == "ensemble" else [cfg.teacher]
             for arch in archs:
                 job = TeacherJob(cfg.dataset, cfg.classes, arch, cfg.teacher_settings)
-                jobs.setdefault((cfg.dataset, cfg.class_labels, arch, cfg.teacher_settings), job)
-        return sorted(jobs.values(), key=lambda j: (j.arch == "ensemble", j.dataset, j.classes, j.arch))
+                jobs.setdefault(job.key, job)
+        return sorted(jobs.values(), key=lambda j: (j.arch == "ensemble", j.dataset, j.key[1], j.arch))
 
 
 def trial_config(spec: Spec, values: dict) -> TrialConfig:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.results import TRIALS, read_table
 from sweep.spec import Spec
 from workers.config import TrialConfig
 from workers.io import write_json
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
 
 
 def storage_url(spec: Spec) -> str:
@@ -54,11 +58,28 @@ def _searcher_class():
 
     class Searcher(OptunaSearch):
         """Tune's Optuna searcher, telling Optuna 'pruned' for a trial the scheduler stopped
-        (Tune would otherwise record its last, partial score as a completed trial's)."""
+        (Tune would otherwise record its last, partial score as a completed trial's).
+
+        Each Optuna trial gets the ids of its run as user attributes, for :func:`best_row`
+        to find its row of ``trials.parquet`` by: ``tune_trial_id`` (the Tune trial id,
+        the row's ``tune_trial_id``) when it is drawn, and ``trial_id`` (the row's own
+        ``trial_id``, from the row the trial reports last) when it completes."""
+
+        def suggest(self, trial_id: str) -> dict | None:
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None and trial_id not in self._completed_trials:
+                ot_trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
+            return config
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             if result is not None and not error and "row_json" not in result:
                 result = None
+            ot_trial = self._ot_trials.get(trial_id)
+            if result is not None and ot_trial is not None and trial_id not in self._completed_trials:
+                row_id = json.loads(result["row_json"]).get("trial_id")
+                if row_id:
+                    ot_trial.set_user_attr(ROW_TRIAL_ID, row_id)
             super().on_trial_complete(trial_id, result, error)
 
     return Searcher
@@ -91,6 +112,29 @@ def study_setup(spec: Spec, base: TrialConfig) -> tuple[dict, dict]:
     return _space(spec), kwargs
 
 
+#: The user attributes of a study's trial naming its run (set by the searcher).
+ROW_TRIAL_ID = "trial_id"
+TUNE_TRIAL_ID = "tune_trial_id"
+
+
+def best_row(trials: pd.DataFrame | None, best: optuna.trial.FrozenTrial) -> pd.Series | None:
+    """The row of ``trials.parquet`` that the study's trial ``best`` ran as, or None.
+
+    Joined on the id the searcher stored with the Optuna trial: the row's ``trial_id``,
+    else its Tune trial id (``tune_trial_id``); never on parameter values, which two
+    trials may share (a resumed study, a choice parameter) with different results.
+    """
+    if trials is None or trials.empty:
+        return None
+    for attr in (ROW_TRIAL_ID, TUNE_TRIAL_ID):
+        want = best.user_attrs.get(attr)
+        if want and attr in trials:
+            match = trials[trials[attr] == want]
+            if len(match):
+                return match.iloc[-1]
+    return None
+
+
 def write_best(spec: Spec) -> str:
     """``best_params.json`` next to the results: the study's best trial, and the test
     accuracy of the run that produced it. Returns a line to print."""
@@ -101,14 +145,8 @@ def write_best(spec: Spec) -> str:
     if not complete:
         return "study: no trial completed yet"
     best = study.best_trial
-    test_acc = math.nan
-    trials = read_table(spec.results_dir / TRIALS)
-    if trials is not None:
-        match = trials[trials.status == "ok"]
-        for k, v in best.params.items():
-            match = match[match[k] == v] if k in match else match.iloc[0:0]
-        if len(match):
-            test_acc = float(match.iloc[-1]["test_acc"])
+    row = best_row(read_table(spec.results_dir / TRIALS), best)
+    test_acc = math.nan if row is None else float(row["test_acc"])
     states = {st.name.lower(): sum(t.state == st for t in study.trials) for st in optuna.trial.TrialState}
     out = {
         "study_name": study.study_name,
