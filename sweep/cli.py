@@ -20,8 +20,15 @@ from workers.config import (
     BACKENDS,
     DATASETS,
     HEADS,
+    KD_DEFECTS,
     KD_FORMS,
     REDUCTIONS,
+    REPORT_EPOCHS,
+    SELECTIONS,
+    SHIFT_RULES,
+    STUDENT_KINDS,
+    TEACHER_KEEPS,
+    TEACHER_RECIPES,
     TEACHERS,
     ConfigError,
     TeacherSettings,
@@ -52,10 +59,16 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
     a("--temperature", "-T", type=float, default=d.temperature, help="distillation temperature T")
     a("--lam", type=float, default=d.lam, help="weight of the distillation term (0: baseline)")
     a("--kd-form", default=d.kd_form, choices=KD_FORMS, help="loss form (see workers.distill)")
+    a("--kd-defect", default=d.kd_defect, choices=KD_DEFECTS,
+      help="reproduce a released notebook's broken distillation term by name (workers.config.KD_DEFECTS)")  # fmt: skip
+    a("--student", default=d.student, choices=list(STUDENT_KINDS),
+      help="; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()))  # fmt: skip
     a("--backend", default=d.backend, choices=BACKENDS)
     a("--shots", type=int, default=None,
       help="shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)")  # fmt: skip
     a("--noise", default=None, help="Aer noise model, e.g. depolarizing:0.001,0.01")
+    a("--shift-rule", default=d.shift_rule, choices=SHIFT_RULES,
+      help="parameter-shift rule on aer: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4")  # fmt: skip
     a("--epochs", type=int, default=d.epochs)
     a("--lr", type=float, default=d.lr)
     a("--batch-size", type=int, default=d.batch_size)
@@ -66,13 +79,19 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
       help="student test samples per class (same defaults)")  # fmt: skip
     a("--val-samples-per-class", type=int, default=0,
       help="held-out validation samples per class from the training split (0: none)")  # fmt: skip
+    a("--selection", default=d.selection, choices=SELECTIONS,
+      help="student samples per class: random (by seed) or the first N in split order (the notebooks)")  # fmt: skip
+    a("--no-normalize", action="store_true", help="pixels in [0, 1], no mean/std normalization (the notebooks)")
+    a("--report-epoch", default=d.report_epoch, choices=REPORT_EPOCHS,
+      help="the epoch a row reports; best_test selects on the test split (only to replicate the paper)")  # fmt: skip
     a("--take-available", action="store_true",
       help="take what a class has when it has fewer samples than asked, instead of failing")  # fmt: skip
-    a("--reduction", default=d.reduction, choices=REDUCTIONS)
+    a("--reduction", default=None, choices=REDUCTIONS, help="the amplitude student's reduction (default fc)")
     a("--ansatz", default=d.ansatz, choices=ANSATZE,
       help="paper = the paper's circuit for the qubit count (h-ry on 3, ry otherwise)")  # fmt: skip
     a("--layers", type=int, default=d.layers, help="layers of the hea ansatz")
-    a("--head", default=d.head, choices=HEADS, help="probabilities -> logits (see workers.student)")
+    a("--head", default=None, choices=HEADS,
+      help="probabilities -> logits (workers.student; default linear, sigmoid-pair for the CNN students)")  # fmt: skip
     a("--head-scale", type=float, default=None, help="initial logit scale (linear: 10, log: 1)")
     a("--fixed-scale", action="store_true", help="do not learn the logit scale")
     a("--data-root", default=None,
@@ -82,6 +101,10 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
     a("--teacher-epochs", type=int, default=None, help="teacher training epochs (default per dataset)")
     a("--teacher-lr", type=float, default=None)
     a("--teacher-seed", type=int, default=0)
+    a("--teacher-recipe", default="default", choices=TEACHER_RECIPES,
+      help="default (this project's) or paper-code (the notebooks': classic LeNet, lr 1e-3, 10 epochs)")  # fmt: skip
+    a("--teacher-keep", default="last", choices=TEACHER_KEEPS,
+      help="the teacher epoch kept: last, or best_test (selection on the test split)")  # fmt: skip
     a("--out", default="results/trial", metavar="DIR", help="results folder")
     a("--quiet", "-q", action="store_true", help="no per-epoch lines")
 
@@ -89,7 +112,9 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace) -> TrialConfig:
     return TrialConfig(
         dataset=args.dataset, classes=args.classes, teacher=args.teacher, qubits=args.qubits,
-        temperature=args.temperature, lam=args.lam, kd_form=args.kd_form, seed=args.seed,
+        temperature=args.temperature, lam=args.lam, kd_form=args.kd_form, kd_defect=args.kd_defect,
+        seed=args.seed, student=args.student, shift_rule=args.shift_rule, selection=args.selection,
+        normalize=not args.no_normalize, report_epoch=args.report_epoch,
         backend=args.backend, shots=args.shots, noise=args.noise, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, samples_per_class=args.samples_per_class,
         test_samples_per_class=args.test_samples_per_class, take_available=args.take_available,
@@ -99,7 +124,8 @@ def _config(args: argparse.Namespace) -> TrialConfig:
         download=not args.no_download,
         cache_dir=args.cache_dir or str(Path(args.out) / "cache"),
         teacher_settings=TeacherSettings(
-            epochs=args.teacher_epochs, lr=args.teacher_lr, seed=args.teacher_seed
+            epochs=args.teacher_epochs, lr=args.teacher_lr, seed=args.teacher_seed,
+            recipe=args.teacher_recipe, keep=args.teacher_keep,
         ),
     ).validate()  # fmt: skip
 
@@ -133,12 +159,16 @@ def cmd_trial(args: argparse.Namespace) -> int:
         f"{'cached logits' if row['teacher_cached'] else 'trained now'})"
     )  # fmt: skip
     print(f"trial {row['trial_id']}  status {row['status']}{'  ' + row['error'] if row['error'] else ''}")
-    print(f"  {cfg.dataset} classes {cfg.classes}, {cfg.qubits} qubits, {row['ansatz']} ansatz, "
-          f"{cfg.reduction} reduction, {cfg.backend} backend, "
+    print(f"  {cfg.dataset} classes {cfg.classes}, {cfg.qubits} qubits, {row['student']} student, "
+          f"{row['ansatz'] or '-'} circuit, {row['reduction'] or '-'} reduction, {row['backend'] or '-'} backend, "
           f"{row['shots'] or 'exact'} shots, seed {cfg.seed}")  # fmt: skip
     print(f"  teacher   {teacher}")
     if cfg.distills:
         print(f"  distill   T={cfg.temperature:g} lam={cfg.lam:g} form={cfg.kd_form}")
+    if cfg.report_epoch != "last":
+        print(f"  reported  epoch {row['reported_epoch']} ({cfg.report_epoch}"
+              f"{': SELECTED ON THE TEST SPLIT' if cfg.report_epoch == 'best_test' else ''}); "
+              f"last epoch's test_acc {row['last_test_acc']:.4f}")  # fmt: skip
     print(f"  test_acc  {row['test_acc']:.4f}  ({row['n_test']} samples)   "
           f"train_acc {row['train_acc']:.4f}  ({row['n_train']} samples)")  # fmt: skip
     print(f"  quantum   {row['circuit_executions']:,} circuit executions, "

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from sweep.grid import Grid, TeacherJob, expand
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
 from sweep.spec import TRIAL_FIELDS, Resources, Spec, SpecError
-from workers.config import TrialConfig
-from workers.data import load_dataset, student_splits, validation_split
+from workers.config import ENSEMBLE_MEMBERS, TrialConfig, trained_as_one
+from workers.data import load_dataset
 from workers.io import Location, StorageError
 
 log = logging.getLogger(__name__)
@@ -116,19 +116,19 @@ def _typed(key: str, text: str, item: str):
 
 def preflight(trials: list[TrialConfig]) -> None:
     """Load every dataset and draw every split the trials need, before Ray starts:
-    missing files or too few samples are one line and exit 2, not a failed trial."""
+    missing files or too few samples are one line and exit 2, not a failed trial.
+    The splits come from the function the trial itself draws them with."""
+    from workers.trial import student_samples  # noqa: PLC0415
+
     seen = set()
     for cfg in trials:
-        key = (cfg.dataset, cfg.class_labels, cfg.data_root, cfg.effective_samples_per_class,
-               cfg.effective_test_samples_per_class, cfg.val_samples_per_class, cfg.take_available)  # fmt: skip
+        r = cfg.resolved()
+        key = (r.dataset, r.class_labels, r.data_root, r.samples_per_class, r.test_samples_per_class,
+               r.val_samples_per_class, r.take_available, r.selection, r.normalize)  # fmt: skip
         if key in seen:
             continue
         seen.add(key)
-        ds = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download)
-        train, _ = student_splits(ds, cfg.effective_samples_per_class, cfg.effective_test_samples_per_class,
-                                  cfg.seed, cfg.take_available)  # fmt: skip
-        if cfg.val_samples_per_class:
-            validation_split(ds, train, cfg.val_samples_per_class, cfg.seed, cfg.take_available)
+        student_samples(load_dataset(r.dataset, r.class_labels, r.data_root, r.download, r.normalize), cfg)
 
 
 def plan(spec: Spec, only: Iterable[str] = (), fresh: bool = False) -> tuple[Grid, list[TrialConfig]]:
@@ -284,8 +284,8 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[d
     refs: dict[tuple, object] = {}
     for job in jobs:  # members come first (Grid.teacher_jobs sorts them so)
         members = []
-        if job.arch == "ensemble":
-            members = [refs[job.key_for(m)] for m in ("lenet", "alexnet")]
+        if not trained_as_one(job.arch, job.settings.recipe):  # an ensemble of trained members
+            members = [refs[job.key_for(m)] for m in ENSEMBLE_MEMBERS]
         refs[job.key] = task.remote(
             job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)), *members
         )

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sweep.spec import Spec, SpecError
-from workers.config import ConfigError, TeacherSettings, TrialConfig, parse_classes
+from workers.config import ENSEMBLE_MEMBERS, ConfigError, TeacherSettings, TrialConfig, parse_classes, trained_as_one
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Grid:
         for cfg in trials if trials is not None else self.trials:
             if cfg.teacher == "none":
                 continue
-            archs = ["lenet", "alexnet", "ensemble"] if cfg.teacher == "ensemble" else [cfg.teacher]
+            assembled = not trained_as_one(cfg.teacher, cfg.teacher_settings.recipe)
+            archs = [*ENSEMBLE_MEMBERS, cfg.teacher] if assembled else [cfg.teacher]
             for arch in archs:
                 job = TeacherJob(cfg.dataset, cfg.classes, arch, cfg.teacher_settings)
                 jobs.setdefault(job.key, job)

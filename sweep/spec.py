@@ -26,7 +26,9 @@ Layout (every section but ``grid`` is optional)::
       backend: aer
       shots: 5000                 # or "exact"; null: the backend's default
       epochs: 10
-    teacher: {epochs: null, lr: null, batch_size: 128, seed: 0}
+    teacher: {epochs: null, lr: null, batch_size: 128, seed: 0,
+              recipe: default, keep: last}   # recipe paper-code: the released notebooks'
+
     paths: {data_root: null, download: true, results: results, cache: null}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, cpus_per_teacher: 1,
                 max_concurrent_trials: null, max_failures: 2}
@@ -61,7 +63,7 @@ TRIAL_FIELDS: dict[str, Any] = {
 }
 
 SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search")
-TEACHER_KEYS = {"epochs": int | None, "lr": float | None, "batch_size": int, "seed": int}
+TEACHER_KEYS = {"epochs": int | None, "lr": float | None, "batch_size": int, "seed": int, "recipe": str, "keep": str}
 PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None}
 SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
 SAMPLERS = ("tpe", "random")

@@ -67,8 +67,16 @@ SETTINGS = (
     "backend", "shots", "noise", "epochs", "lr", "batch_size", "samples_per_class",
     "test_samples_per_class", "val_samples_per_class", "reduction", "ansatz", "layers", "head",
     "learn_scale", "take_available",
+    # the student kind and the protocol: rows that differ in any are never averaged or paired
+    "student", "selection", "normalize", "shift_rule", "report_epoch",
 )  # fmt: skip
-VARIANT = ["teacher", "temperature", "lam", "kd_form"]
+VARIANT = ["teacher", "temperature", "lam", "kd_form", "kd_defect", "teacher_recipe"]
+#: How a student kind is named in a table's Architecture column.
+STUDENT_NAMES = {
+    "amplitude": "Quantum, {q} qubit",
+    "cnn-angle": "Quantum (CNN + angle encoding), {q} qubit",
+    "cnn-classical": "Classical control (CNN + linear {q}→{d}), {q}-qubit shape",
+}
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "digits": "Digits"}
 TEACHER_NAMES = {"none": "baseline", "alexnet": "AlexNet", "lenet": "LeNet", "ensemble": "Ensemble"}
 CATEGORIES = ("Student", "Teacher", "Distillation")
@@ -79,7 +87,7 @@ CELL = [*TABLE, "classes", "qubits"]
 #: Characters per line of a figure panel's settings text (a 4.8-inch panel, 12-point title).
 PANEL_TITLE_WIDTH = 46
 CSV_NUMBERS = [
-    "mean", "std", "n", "plus_for_student", "baseline_mean", "baseline_n",
+    "mean", "std", "n", "median", "min", "max", "n_collapsed", "plus_for_student", "baseline_mean", "baseline_n",
     "diff", "ci_low", "ci_high", "p_value", "n_pairs", "n_teachers",
 ]  # fmt: skip
 
@@ -120,7 +128,8 @@ def _load(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, p
 def _prepare(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Normalize keys and mark each row's reason to be left out ('' when it counts)."""
     t = trials.copy().reset_index(drop=True)
-    for col, default in (("status", "ok"), ("kd_form", ""), ("teacher_key", ""), ("n_classes", 0)):
+    for col, default in (("status", "ok"), ("kd_form", ""), ("teacher_key", ""), ("n_classes", 0),
+                         ("kd_defect", ""), ("teacher_recipe", ""), ("student", "amplitude")):  # fmt: skip
         if col not in t:
             t[col] = default
     for col in ("temperature", "lam", "teacher_seed", "teacher_test_acc"):
@@ -132,13 +141,14 @@ def _prepare(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
         paper = ((t["qubits"] == 3) & (t["ansatz"] == "h-ry")) | ((t["qubits"] != 3) & (t["ansatz"] == "ry"))
         t["ansatz"] = t["ansatz"].where(~paper, "paper")
     settings = [c for c in SETTINGS if c in t]
-    for col in [*settings, "kd_form", "status", "teacher_key"]:
+    for col in [*settings, "kd_form", "kd_defect", "teacher_recipe", "status", "teacher_key"]:
         if not pd.api.types.is_numeric_dtype(t[col]) and not pd.api.types.is_bool_dtype(t[col]):
             t[col] = t[col].fillna("").astype(str)
     # Baselines carry no T or λ; a distillation row always does, so NaN here only marks a baseline.
     base = t["teacher"] == "none"
     t.loc[base, ["temperature", "lam"]] = math.nan
-    t.loc[base, "kd_form"] = ""
+    t.loc[base, ["kd_form", "kd_defect", "teacher_recipe"]] = ""
+    t.loc[t["kd_defect"] == "none", "kd_defect"] = ""
 
     reason = t["status"].where(t["status"] != "ok", "")
     reason = reason.mask((reason == "") & t["test_acc"].isna(), "ok without test_acc")
@@ -178,12 +188,15 @@ def _student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "val_acc" in ok:
         agg["val"] = ("val_acc", "mean")
     per_seed = ok.groupby([*keys, "seed"], dropna=False).agg(**agg).reset_index()
+    # A run that never learned: test accuracy under twice chance (2 / C).
+    per_seed["collapsed"] = per_seed["acc"] < 2 / per_seed["n_classes"].clip(lower=1)
     rows = per_seed.groupby(keys, dropna=False).agg(
         mean=("acc", "mean"), std=("acc", "std"), n=("acc", "size"), n_classes=("n_classes", "first"),
+        median=("acc", "median"), min=("acc", "min"), max=("acc", "max"), n_collapsed=("collapsed", "sum"),
         n_teachers=("teacher_keys", lambda s: len(frozenset().union(*s))), dup_seeds=("runs", lambda r: (r > 1).sum()),
         **({"val_mean": ("val", "mean"), "val_std": ("val", "std")} if "val_acc" in ok else {}),
     ).reset_index()  # fmt: skip
-    for col in ("mean", "std", "val_mean", "val_std"):
+    for col in ("mean", "std", "median", "min", "max", "val_mean", "val_std"):
         if col in rows:
             rows[col] *= 100
 
@@ -251,11 +264,19 @@ def _kd_suffix(r, show: dict[str, bool]) -> str:
     parts = [f"T={_num(r.temperature)}"] if show["temperature"] else []
     parts += [f"λ={_num(r.lam)}"] if show["lam"] else []
     parts += [r.kd_form] if show["kd_form"] and r.kd_form else []
+    parts += [f"{r.teacher_recipe} recipe"] if show.get("teacher_recipe") and r.teacher_recipe else []
+    # A released notebook's defect is named wherever its row appears.
+    parts += [f"notebook defect: {r.kd_defect}"] if getattr(r, "kd_defect", "") else []
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _student_name(r) -> str:
+    q = int(r.qubits)
+    return STUDENT_NAMES.get(getattr(r, "student", "amplitude") or "amplitude", "{q} qubit").format(q=q, d=2**q)
+
+
 def _architecture(r, show: dict[str, bool]) -> str:
-    student = f"Quantum, {int(r.qubits)} qubit" if r.category != "Teacher" else ""
+    student = _student_name(r) if r.category != "Teacher" else ""
     if r.category == "Student":
         return student
     if r.category == "Teacher":
@@ -306,7 +327,7 @@ def _build(results_dir: str | Path) -> _Report:
 
     # Show T, λ or the loss form in the Architecture text only where a table holds several.
     distill = rows[rows["category"] == "Distillation"]
-    spread = distill.groupby(TABLE)[["temperature", "lam", "kd_form"]].nunique(dropna=False)
+    spread = distill.groupby(TABLE)[["temperature", "lam", "kd_form", "teacher_recipe"]].nunique(dropna=False)
     shows = {k: {c: bool(spread.loc[k, c] > 1) for c in spread} if k in spread.index else dict.fromkeys(spread, False)
              for k in rows.set_index(TABLE).index.unique()}  # fmt: skip
     rows["architecture"] = [_architecture(r, shows[(r.dataset, r.setting)]) for r in rows.itertuples()]
@@ -322,6 +343,8 @@ def _build(results_dir: str | Path) -> _Report:
         title = f"Table: {DATASET_NAMES.get(ds, ds)}"
         if varying:
             title += f" ({_setting_text(setting_values.loc[setting], varying)})"
+        if _on_test(setting_values, setting):
+            title += " [best epoch chosen ON THE TEST SPLIT: replicates the paper, biased upwards]"
         tables.append(_Table(title, sub, _table_notes(sub, excluded, ds, setting, setting_values, settings)))
         tables[-1].notes += [n for k, n in teacher_notes if k == (ds, setting)]
         rows.loc[sub.index, "table"] = title
@@ -358,14 +381,25 @@ def _build(results_dir: str | Path) -> _Report:
 
 
 def _figure_labels(df: pd.DataFrame) -> list[str]:
-    show = {c: df.loc[df["teacher"] != "none", c].nunique(dropna=False) > 1 for c in ("temperature", "lam", "kd_form")}
+    show = {c: df.loc[df["teacher"] != "none", c].nunique(dropna=False) > 1
+            for c in ("temperature", "lam", "kd_form", "teacher_recipe") if c in df}  # fmt: skip
     return [
         "baseline" if r.teacher == "none" else _teacher_name(r.teacher) + _kd_suffix(r, show) for r in df.itertuples()
     ]
 
 
+def _on_test(setting_values: pd.DataFrame, setting) -> bool:
+    return "report_epoch" in setting_values and setting_values.loc[setting, "report_epoch"] == "best_test"
+
+
 def _table_notes(sub, excluded, ds, setting, setting_values, settings) -> list[str]:
     notes = []
+    if _on_test(setting_values, setting):
+        notes.append(
+            "SELECTION ON THE TEST SPLIT: each run reports the best of its epochs' test accuracies "
+            "(report_epoch=best_test), as the paper's notebooks did. Use it only to replicate them; "
+            "it is biased upwards and never paired with a last-epoch row."
+        )
     if settings:
         notes.append(f"Student settings: {_setting_text(setting_values.loc[setting], settings)}.")
     ex = excluded[(excluded["dataset"] == ds) & (excluded["setting"] == setting)]
@@ -434,6 +468,10 @@ def _display(rows: pd.DataFrame) -> pd.DataFrame:
     out["Accuracy (%)"] = [acc(r) for r in its]
     if multi:
         out["n"] = rows["n"].astype(int).astype(str).tolist()
+        out["Median [range]"] = [
+            f"{r.median:.2f} [{r.min:.2f}, {r.max:.2f}]" if r.category != "Teacher" else "-" for r in its
+        ]
+        out["Never learned"] = [str(int(r.n_collapsed)) if r.category != "Teacher" else "-" for r in its]
     out["+ for Student"] = [plus(r) for r in its]
     if multi:
         out["Paired Δ [95% CI]"] = [paired(r) for r in its]
@@ -443,8 +481,11 @@ def _display(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 LEGEND = [
-    "Accuracy: student test accuracy after the last epoch (test split, no selection on it); teachers: accuracy "
-    "on the whole class-filtered test split. Mean over seeds ± sample std (n = seeds; teachers: n = models).",
+    "Accuracy: student test accuracy at the reported epoch: the last (no selection on the test split) unless the "
+    "table's title says the best epoch was chosen on the test split; teachers: accuracy of the weights distilled "
+    "from on the whole class-filtered test split. Mean over seeds ± sample std (n = seeds; teachers: n = models).",
+    "Median [range]: over seeds. Never learned: runs whose test accuracy is under twice chance (2 / classes); "
+    "every run is counted, none dropped.",
     "+ for Student: distillation mean minus the baseline mean with the same dataset, classes, qubits and settings.",
     "Paired Δ: mean per-seed difference against the baseline over the seeds run both ways (pairs), "
     "95% CI from the t distribution; p: paired t-test (scipy.stats.ttest_rel). All in percent points.",
@@ -479,7 +520,8 @@ def _latex(report: _Report) -> str:
     out += [f"% {n}" for n in report.notes]
     for table in report.tables:
         d = _display(table.rows)
-        align = "".join("r" if c in ("Accuracy (%)", "n", "+ for Student", "p", "pairs") else "l" for c in d)
+        numeric = ("Accuracy (%)", "n", "Median [range]", "Never learned", "+ for Student", "p", "pairs")
+        align = "".join("r" if c in numeric else "l" for c in d)
         body = []
         for i, row in enumerate(d.itertuples(index=False)):
             if i and row[0]:

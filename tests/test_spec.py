@@ -169,7 +169,7 @@ def test_readings_spec_changes_one_choice_at_a_time_from_the_paper_reading():
                  "samples_per_class": 150}  # fmt: skip
     readings = Counter()
     for c in trials:
-        actual = {**{k: getattr(c, k) for k in reference}, "ansatz": c.effective_ansatz,
+        actual = {**{k: getattr(c.resolved(), k) for k in reference}, "ansatz": c.effective_ansatz,
                   "samples_per_class": c.effective_samples_per_class}  # fmt: skip
         changed = {k: actual[k] for k in reference if actual[k] != reference[k] and k != "layers"}
         assert len(changed) <= 1, changed

@@ -21,6 +21,10 @@ TRIAL_COLUMNS = {
     "teacher_cached", "teacher_wall_s", "circuit_executions", "shots_total", "wall_s",
     "status", "error", "started_at", "host", "code_version", "torch_version",
     "qiskit_version", "qiskit_aer_version", "numpy_version",
+    # the student kind and the protocol (the paper's released notebooks)
+    "student", "kd_defect", "shift_rule", "selection", "normalize", "report_epoch", "selects_on_test",
+    "learn_scale", "teacher_recipe", "teacher_keep", "n_params", "reported_epoch", "last_test_acc",
+    "teacher_best_test_acc",
 }  # fmt: skip
 EPOCH_COLUMNS = {"trial_id", "epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss",
                  "test_acc", "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s"}  # fmt: skip

@@ -13,7 +13,9 @@
   circuit (a test holds the two together) and costs a fraction of it.
   Gradients: the two-term parameter-shift rule for every Ry angle,
   f'(t) = (f(t + pi/2) - f(t - pi/2)) / 2, each shifted circuit measured
-  with its own shots.
+  with its own shots; or, to replicate the paper's released notebooks
+  (``shift_rule="pi4-unnormalized"``), f(t + pi/4) - f(t - pi/4), which is
+  2 sin(pi/4) = sqrt(2) times the gradient for a Ry angle.
 * :class:`StatevectorBackend`: an exact batched simulator in torch (float64),
   with autograd, for fast exploration. Every gate in the gate set (H, X, Ry,
   CX, CZ) is real, so the state is a real vector.
@@ -397,8 +399,11 @@ class AerBackend(_Counter):
         seed: int = 0,
         max_parallel_threads: int = 0,
         direct: bool = True,
+        shift_rule: str = "exact",
     ):
         super().__init__()
+        #: The parameter-shift rule: derivative estimate = scale * (f(t + shift) - f(t - shift)).
+        self.shift, self.shift_scale = SHIFT_RULES[shift_rule]
         from qiskit import transpile  # noqa: PLC0415
         from qiskit_aer import AerSimulator  # noqa: PLC0415
 
@@ -495,10 +500,10 @@ class _AerFunction(torch.autograd.Function):
         b = enc.shape[0]
         base = _bound_rows(enc, weights)
         p = base.shape[1]
-        shifts = np.concatenate([np.eye(p), -np.eye(p)]) * (math.pi / 2)  # (2p, p)
+        shifts = np.concatenate([np.eye(p), -np.eye(p)]) * backend.shift  # (2p, p)
         rows = np.concatenate([base[:, None, :], base[:, None, :] + shifts[None]], axis=1)
         out = backend.run_bound(rows.reshape(b * (1 + 2 * p), p)).reshape(b, 1 + 2 * p, -1)
-        jac = (out[:, 1 : 1 + p] - out[:, 1 + p :]) / 2  # (b, p, 2**n): d prob / d angle
+        jac = (out[:, 1 : 1 + p] - out[:, 1 + p :]) * backend.shift_scale  # (b, p, 2**n): d prob / d angle
         ctx.save_for_backward(torch.as_tensor(jac))
         ctx.n_enc = enc.shape[1]
         return torch.as_tensor(out[:, 0], dtype=torch.float64)
@@ -512,9 +517,13 @@ class _AerFunction(torch.autograd.Function):
         return grad_enc, grad_w, None
 
 
-def make_backend(name: str, circuit: Circuit, shots: int, noise: str | None, seed: int):
+#: shift rule -> (shift, scale): the estimate of d f / d t is scale * (f(t + shift) - f(t - shift)).
+SHIFT_RULES = {"exact": (math.pi / 2, 0.5), "pi4-unnormalized": (math.pi / 4, 1.0)}
+
+
+def make_backend(name: str, circuit: Circuit, shots: int, noise: str | None, seed: int, shift_rule: str = "exact"):
     if name == "statevector":
         return StatevectorBackend(circuit)
     if name == "aer":
-        return AerBackend(circuit, shots=shots, noise=noise, seed=seed)
+        return AerBackend(circuit, shots=shots, noise=noise, seed=seed, shift_rule=shift_rule or "exact")
     raise ValueError(f"backend: unknown backend {name!r}")

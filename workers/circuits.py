@@ -31,6 +31,11 @@ Neither has entangling gates, so stacking layers adds nothing (Ry angles on one
 qubit add up, and H Ry(a) H = Ry(-a)): they take one layer whatever ``layers``
 says. ``hea`` is the hardware-efficient alternative: ``layers`` times a Ry on
 every qubit followed by a CNOT ring.
+
+The paper's released notebooks ran another circuit (:func:`build_angle_circuit`,
+``h-angle``): angle encoding, H on every qubit, then Ry(``enc[k]``) on qubit k,
+with no trainable gate. Its state is a product state, P(qubit k reads 1) =
+(1 + sin enc[k]) / 2.
 """
 
 from __future__ import annotations
@@ -62,8 +67,11 @@ class Circuit:
     n_enc: int
     n_weights: int
     ansatz: str
-    #: (n_enc x 2**n - 1): encoding Ry angles = enc_matrix @ tree angles.
+    #: (n_enc x 2**n - 1): encoding Ry angles = enc_matrix @ tree angles (amplitude
+    #: encoding); the identity for angle encoding, whose angles are the features.
     enc_matrix: np.ndarray
+    #: ``amplitude`` (the Mottonen tree of 2**n features) or ``angle`` (one angle per qubit).
+    encoding: str = "amplitude"
 
     @property
     def dim(self) -> int:
@@ -167,6 +175,26 @@ def build_circuit(n_qubits: int, ansatz: str, layers: int = 2) -> Circuit:
         ansatz=ansatz,
         enc_matrix=enc_matrix,
     )
+
+
+def build_angle_circuit(n_qubits: int) -> Circuit:
+    """The released notebooks' circuit: H on every qubit, then Ry(``enc[k]``) on qubit k."""
+    gates = [Gate("h", (q,)) for q in range(n_qubits)]
+    gates += [Gate("ry", (q,), ("enc", q)) for q in range(n_qubits)]
+    return Circuit(
+        n_qubits=n_qubits, gates=tuple(gates), n_enc=n_qubits, n_weights=0,
+        ansatz="h-angle", enc_matrix=np.eye(n_qubits), encoding="angle",
+    )  # fmt: skip
+
+
+def product_state_probabilities(angles: torch.Tensor) -> torch.Tensor:
+    """Outcome probabilities (B x 2**n) of :func:`build_angle_circuit` in closed form,
+    an independent reference for the simulators: qubit k reads 1 with (1 + sin a_k) / 2,
+    and qubit 0 is the least significant bit of the outcome index."""
+    p1 = (1 + torch.sin(angles.to(torch.float64))) / 2  # (B, n)
+    n = angles.shape[1]
+    bits = (torch.arange(2**n)[:, None] >> torch.arange(n)[None, :]) & 1  # (2**n, n)
+    return torch.where(bits.bool()[None], p1[:, None, :], 1 - p1[:, None, :]).prod(-1)
 
 
 def encoding_params(circuit: Circuit, features: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,80 @@ TEACHERS = ("none", "lenet", "alexnet", "ensemble")
 BACKENDS = ("aer", "statevector")
 REDUCTIONS = ("fc", "avgpool", "maxpool", "crop", "pca")
 ANSATZE = ("paper", "h-ry", "ry", "hea")
-HEADS = ("linear", "log")
+HEADS = ("linear", "log", "sigmoid-pair", "softmax-freqs")
 KD_FORMS = ("hinton", "convex", "additive")
+#: How the student's samples are picked per class: ``random`` draws by the trial's
+#: seed; ``first`` takes the first N of each class in the split's own order (the
+#: paper's released notebooks).
+SELECTIONS = ("random", "first")
+#: Which epoch's model a row reports. ``best_test`` is model selection on the test
+#: split: it exists only to replicate the paper's notebooks and is labelled wherever
+#: it appears; ``best_val`` selects on the held-out validation split.
+REPORT_EPOCHS = ("last", "best_val", "best_test")
+#: Parameter-shift rules: ``exact`` is (f(t + pi/2) - f(t - pi/2)) / 2; ``pi4-unnormalized``
+#: is the released notebooks' f(t + pi/4) - f(t - pi/4), sqrt(2) times the gradient.
+SHIFT_RULES = ("exact", "pi4-unnormalized")
+#: The released notebooks' defects in the distillation term, reproducible only by name:
+#: ``teacher-ce`` adds CE(teacher logits, labels), a constant that sends the student no
+#: gradient (both LeNet -> 4-qubit notebooks); ``zeroed`` adds 0 x the term (FashionMNIST
+#: LeNet -> 3-qubit 0-7); ``six-classes`` scales it by 6 / C instead of C / C (FashionMNIST
+#: AlexNet -> 3-qubit 0-7, where C = 8).
+KD_DEFECTS = ("none", "teacher-ce", "zeroed", "six-classes")
+#: Teacher training recipes (workers.teachers): ``default`` is this project's (ReLU
+#: LeNet, AlexNet at lr 1e-4, a few epochs, inputs normalized, last epoch kept);
+#: ``paper-code`` is the released notebooks' (classic tanh / avg-pool LeNet-5, both at
+#: lr 1e-3 for 10 epochs, pixels in [0, 1], the epoch with the best test accuracy kept).
+TEACHER_RECIPES = ("default", "paper-code")
+#: The members of an ensemble teacher, in the order their outputs are combined.
+ENSEMBLE_MEMBERS = ("lenet", "alexnet")
+
+
+def trained_as_one(arch: str, recipe: str) -> bool:
+    """Whether teacher ``arch`` is one trained model under ``recipe``; else it is an
+    ensemble assembled from trained members (eq. 16). The paper-code recipe trains its
+    ensemble as one model, as the released notebooks did."""
+    return arch != "ensemble" or recipe == "paper-code"
+
+
+#: Which epoch of a teacher's training is kept: its last (what the notebooks saved and
+#: distilled from), or the one with the best accuracy on the test split (what they printed).
+TEACHER_KEEPS = ("last", "best_test")
+
+
+@dataclass(frozen=True)
+class StudentKind:
+    """What the rest of the code needs to know of a student kind, without building one.
+
+    The builders live in :mod:`workers.student` under the same names (a test holds
+    the two together); this table is here so that validation and the CLI need no torch.
+    """
+
+    name: str
+    #: Whether a circuit runs (False: a classical control, no backend, no shots).
+    quantum: bool
+    #: The head used when the config names none.
+    default_head: str
+    #: Whether ``reduction``, ``ansatz`` and ``layers`` mean anything for it.
+    uses_reduction: bool
+    #: The circuit's name in result rows when the kind fixes it (else the ansatz).
+    fixed_circuit: str = ""
+    description: str = ""
+
+
+STUDENT_KINDS: dict[str, StudentKind] = {
+    k.name: k
+    for k in (
+        StudentKind("amplitude", True, "linear", True, "",
+                    "reduction to 2^Q features, amplitude encoding, trainable ansatz (the paper's text)"),
+        StudentKind("cnn-angle", True, "sigmoid-pair", False, "h-angle",
+                    "CNN to Q angles pi*tanh(x), H then Ry(angle) per qubit, no trainable gate "
+                    "(the paper's released notebooks)"),
+        StudentKind("cnn-classical", False, "sigmoid-pair", False, "",
+                    "the cnn-angle front-end with a classical layer Q -> 2^Q and a softmax in place "
+                    "of the circuit (a control)"),
+    )
+}  # fmt: skip
+STUDENTS = tuple(STUDENT_KINDS)
 
 #: Student samples per class when the user gives none: the paper's 150 for
 #: MNIST and FashionMNIST; 80 for digits, whose smallest class (the 8s) has 174
@@ -107,10 +179,27 @@ class TeacherSettings:
     lr: float | None = None
     batch_size: int = 128
     seed: int = 0
+    recipe: str = "default"
+    #: Which epoch's weights are kept. The notebooks print their best test epoch but
+    #: save the last one (a state_dict kept by reference), and distil from that: so
+    #: both recipes keep ``last`` unless told ``best_test``; a paper-code teacher's row
+    #: reports both accuracies.
+    keep: str = "last"
+
+    @property
+    def resolved_keep(self) -> str:
+        return self.keep
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the teacher sees images normalized by the training split's mean and std."""
+        return self.recipe != "paper-code"
 
     def resolved_epochs(self, dataset: str, arch: str) -> int:
         if self.epochs is not None:
             return self.epochs
+        if self.recipe == "paper-code":
+            return 10
         if dataset == "digits":  # ~540 images: many passes for enough steps
             return 40 if arch == "lenet" else 20
         return 5 if arch == "lenet" else 3
@@ -118,13 +207,20 @@ class TeacherSettings:
     def resolved_lr(self, arch: str) -> float:
         if self.lr is not None:
             return self.lr
+        if self.recipe == "paper-code":
+            return 1e-3
         # AlexNet's two 4096-wide layers are unstable at LeNet's rate.
         return 1e-4 if arch == "alexnet" else 1e-3
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """One student trial: the paper's values are the defaults where it gives one."""
+    """One student trial: the paper's values are the defaults where it gives one.
+
+    ``None`` (and ``ansatz: paper``) mean "the default for the rest of the
+    configuration"; :meth:`resolved` turns every one of them into its value, and the
+    config hash and the result columns are both read off that one resolved form.
+    """
 
     dataset: str = "digits"
     classes: str = "0-5"
@@ -133,12 +229,18 @@ class TrialConfig:
     temperature: float = 3.0
     lam: float = 0.9
     kd_form: str = "hinton"
+    #: A released notebook's defect in the distillation term (KD_DEFECTS); ``none`` is correct.
+    kd_defect: str = "none"
     seed: int = 0
+    #: The student kind (STUDENT_KINDS): what turns an image into class scores.
+    student: str = "amplitude"
     backend: str = "aer"
     #: ``None``: the backend's default (Aer: the paper's 5000; statevector: exact).
     #: ``0``: exact probabilities.
     shots: int | None = None
     noise: str | None = None
+    #: The parameter-shift rule on Aer (SHIFT_RULES).
+    shift_rule: str = "exact"
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 32
@@ -148,10 +250,18 @@ class TrialConfig:
     #: hyperparameter study scores on these, never on the test split.
     val_samples_per_class: int = 0
     take_available: bool = False
-    reduction: str = "fc"
+    #: ``random`` (by seed) or ``first`` N per class in split order.
+    selection: str = "random"
+    #: Images normalized by the training split's mean and std (else pixels in [0, 1]).
+    normalize: bool = True
+    #: Which epoch's numbers the row reports (REPORT_EPOCHS).
+    report_epoch: str = "last"
+    #: ``None``: ``fc`` for the amplitude student (the CNN students have their own front-end).
+    reduction: str | None = None
     ansatz: str = "paper"
     layers: int = 2
-    head: str = "linear"
+    #: ``None``: the student kind's default head.
+    head: str | None = None
     #: ``None``: the head's default (linear: 10, log: 1); see workers.student.
     head_scale: float | None = None
     learn_scale: bool = True
@@ -170,7 +280,13 @@ class TrialConfig:
         return len(self.class_labels)
 
     @property
+    def kind(self) -> StudentKind:
+        return STUDENT_KINDS[self.student]
+
+    @property
     def effective_shots(self) -> int:
+        if not self.kind.quantum:
+            return 0
         if self.shots is None:
             return PAPER_SHOTS if self.backend == "aer" else 0
         return self.shots
@@ -186,20 +302,60 @@ class TrialConfig:
     @property
     def effective_ansatz(self) -> str:
         """``paper`` reads as the paper's circuit for the qubit count (see circuits)."""
+        if not self.kind.uses_reduction:
+            return self.kind.fixed_circuit
         if self.ansatz != "paper":
             return self.ansatz
         return "h-ry" if self.qubits == 3 else "ry"
 
     @property
+    def effective_head(self) -> str:
+        return self.head or self.kind.default_head
+
+    @property
     def distills(self) -> bool:
         return self.teacher != "none" and self.lam > 0
+
+    @property
+    def selects_on_test(self) -> bool:
+        """Whether a number of this trial was chosen by looking at the test split
+        (its reported epoch, or the epoch its teacher kept)."""
+        teacher_on_test = self.teacher != "none" and self.teacher_settings.resolved_keep == "best_test"
+        return self.report_epoch == "best_test" or (self.distills and teacher_on_test)
+
+    def resolved(self) -> TrialConfig:
+        """This configuration with every default decided: what actually runs.
+
+        Settings that mean nothing for the student kind (the reduction and ansatz of a
+        CNN student, the backend and shots of a classical one, the head scale of the
+        sigmoid-pair head) are blanked, so that two configs that run the same experiment
+        resolve, and hash, alike.
+        """
+        kind = self.kind
+        head = self.effective_head
+        ansatz = self.effective_ansatz
+        scaled = head in DEFAULT_HEAD_SCALE
+        return dataclasses.replace(
+            self,
+            backend=self.backend if kind.quantum else "",
+            shots=self.effective_shots,
+            shift_rule=self.shift_rule if kind.quantum and self.backend == "aer" else "",
+            samples_per_class=self.effective_samples_per_class,
+            test_samples_per_class=self.effective_test_samples_per_class,
+            reduction=(self.reduction or "fc") if kind.uses_reduction else "",
+            ansatz=ansatz,
+            layers=self.layers if ansatz == "hea" else 1,
+            head=head,
+            head_scale=(self.head_scale or DEFAULT_HEAD_SCALE[head]) if scaled else None,
+            learn_scale=self.learn_scale if scaled else False,
+        )
 
     # -------------------------------------------------------------- validation
     def validate(self) -> TrialConfig:
         """Check every field once; raise ConfigError naming the first bad one."""
 
-        def choice(name: str, options: tuple[str, ...]) -> None:
-            value = getattr(self, name)
+        def choice(name: str, options: tuple[str, ...], value: Any = None) -> None:
+            value = getattr(self, name) if value is None else value
             if value not in options:
                 raise ConfigError(name, f"unknown value {value!r}; choose one of {list(options)}")
 
@@ -209,11 +365,26 @@ class TrialConfig:
 
         choice("dataset", DATASETS)
         choice("teacher", TEACHERS)
+        choice("student", STUDENTS)
         choice("backend", BACKENDS)
-        choice("reduction", REDUCTIONS)
+        if self.reduction is not None:
+            choice("reduction", REDUCTIONS)
         choice("ansatz", ANSATZE)
-        choice("head", HEADS)
+        if self.head is not None:
+            choice("head", HEADS)
         choice("kd_form", KD_FORMS)
+        choice("kd_defect", KD_DEFECTS)
+        if self.kd_defect != "none" and not self.distills:
+            raise ConfigError("kd_defect", f"{self.kd_defect!r} is a defect of a distillation term; there is none here")
+        choice("selection", SELECTIONS)
+        choice("report_epoch", REPORT_EPOCHS)
+        choice("shift_rule", SHIFT_RULES)
+        kind = self.kind
+        if not kind.uses_reduction:
+            if self.reduction is not None:
+                raise ConfigError("reduction", f"the {self.student} student has its own CNN front-end; leave it unset")
+            if self.ansatz != "paper":
+                raise ConfigError("ansatz", f"the {self.student} student's circuit is fixed; leave it unset")
         labels = self.class_labels  # raises with the field name
         positive_int("qubits", self.qubits, 2)
         if 2**self.qubits < len(labels):
@@ -238,12 +409,16 @@ class TrialConfig:
             raise ConfigError("head_scale", f"must be > 0, got {self.head_scale!r}")
         if self.shots is not None:
             positive_int("shots", self.shots, 0)
-            if self.backend == "statevector" and self.shots > 0:
+            if self.backend == "statevector" and self.shots > 0 and kind.quantum:
                 raise ConfigError(
                     "shots",
                     f"the statevector backend is exact; got {self.shots} (use shots 0, or backend aer to sample)",
                 )
+        if self.shift_rule != "exact" and (self.backend != "aer" or not kind.quantum):
+            raise ConfigError("shift_rule", "applies to the aer backend's parameter-shift gradients only")
         if self.noise is not None:
+            if not kind.quantum:
+                raise ConfigError("noise", f"the {self.student} student runs no circuit")
             if self.backend != "aer":
                 raise ConfigError("noise", "a noise model needs the aer backend")
             parse_noise(self.noise)
@@ -252,6 +427,8 @@ class TrialConfig:
             if value is not None:
                 positive_int(name, value, 1)
         positive_int("val_samples_per_class", self.val_samples_per_class, 0)
+        if self.report_epoch == "best_val" and not self.val_samples_per_class:
+            raise ConfigError("report_epoch", "best_val needs a validation split; set val_samples_per_class >= 1")
         ts = self.teacher_settings
         if ts.epochs is not None:
             positive_int("teacher_epochs", ts.epochs, 1)
@@ -259,27 +436,52 @@ class TrialConfig:
         positive_int("teacher_batch_size", ts.batch_size, 1)
         if ts.lr is not None and ts.lr <= 0:
             raise ConfigError("teacher_lr", f"must be > 0, got {ts.lr!r}")
+        choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
+        choice("teacher_keep", TEACHER_KEEPS, ts.keep)
         return self
 
     # ---------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def config_hash(self) -> str:
-        """A stable hash of everything that decides the result (not where files go)."""
-        d = self.to_dict()
+    def identity(self) -> dict[str, Any]:
+        """What decides the result, from the resolved form: no paths, and nothing a
+        setting makes moot (T and λ of a baseline, a baseline's teacher settings)."""
+        d = self.resolved().to_dict()
         for k in ("data_root", "download", "cache_dir"):
             d.pop(k)
         d["classes"] = list(self.class_labels)
-        d["shots"] = self.effective_shots
-        d["ansatz"] = self.effective_ansatz
-        d["samples_per_class"] = self.effective_samples_per_class
-        d["test_samples_per_class"] = self.effective_test_samples_per_class
-        if not self.val_samples_per_class:  # keeps the hashes of runs from before the field existed
-            d.pop("val_samples_per_class")
         if not self.distills:  # a baseline is the same experiment whatever T and lam say
-            d["temperature"] = d["lam"] = d["kd_form"] = None
+            d["temperature"] = d["lam"] = d["kd_form"] = d["kd_defect"] = None
         if self.teacher == "none":
             d["teacher_settings"] = None
-        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        # Fields added after the first results were written are left out at their
+        # defaults, so that those runs keep the hashes they were written with.
+        for name, defaults in _LATER_FIELDS.items():
+            if d.get(name) in defaults:
+                d.pop(name)
+        if d["teacher_settings"] is not None:
+            for name, default in (("recipe", "default"), ("keep", "last")):
+                if d["teacher_settings"].get(name) == default:
+                    d["teacher_settings"].pop(name)
+        return d
+
+    def config_hash(self) -> str:
+        """A stable hash of everything that decides the result (not where files go)."""
+        blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: Defaults (as resolved) of the fields that came after the first result files.
+_LATER_FIELDS: dict[str, tuple] = {
+    "val_samples_per_class": (0,),
+    "student": ("amplitude",),
+    "shift_rule": ("exact", ""),
+    "selection": ("random",),
+    "normalize": (True,),
+    "report_epoch": ("last",),
+    "kd_defect": ("none", None),
+}
+
+#: The initial logit scale of the heads that have one (see workers.student).
+DEFAULT_HEAD_SCALE = {"linear": 10.0, "log": 1.0}

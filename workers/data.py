@@ -66,6 +66,17 @@ class Dataset:
     classes: tuple[int, ...]
     train: Split
     test: Split
+    #: Whether the images are normalized by the training split's mean and std.
+    normalized: bool = True
+    root: str = ""
+    download: bool = True
+
+    def with_normalization(self, normalize: bool) -> Dataset:
+        """The same splits, normalized or as pixels in [0, 1] (a teacher's recipe may differ
+        from its student's); the raw files are read once per process either way."""
+        if normalize == self.normalized:
+            return self
+        return load_dataset(self.name, self.classes, self.root, self.download, normalize=normalize)
 
 
 def default_data_root() -> str:
@@ -128,11 +139,14 @@ def _raw_digits() -> tuple[np.ndarray, ...]:
     return images[tr], labels[tr], images[te], labels[te]
 
 
-def load_dataset(name: str, classes: tuple[int, ...], data_root: str | None = None, download: bool = True) -> Dataset:
-    """The class-filtered train and test splits, normalized with the training split's statistics."""
+def load_dataset(
+    name: str, classes: tuple[int, ...], data_root: str | None = None, download: bool = True, normalize: bool = True
+) -> Dataset:
+    """The class-filtered train and test splits, normalized with the training split's statistics
+    (or, with ``normalize`` off, as pixels in [0, 1], as the paper's notebooks read them)."""
     root = str(Path(data_root or default_data_root()).expanduser())
     xtr, ytr, xte, yte = _raw(name, root, download)
-    mean, std = float(xtr.mean()), float(xtr.std())
+    mean, std = (float(xtr.mean()), float(xtr.std())) if normalize else (0.0, 1.0)
     remap = np.full(10, -1, dtype=np.int64)
     remap[list(classes)] = np.arange(len(classes))
 
@@ -141,7 +155,7 @@ def load_dataset(name: str, classes: tuple[int, ...], data_root: str | None = No
         images = torch.as_tensor((x[rows] - mean) / std, dtype=torch.float32).unsqueeze(1)
         return Split(images, torch.as_tensor(remap[y[rows]]), rows)
 
-    return Dataset(name, tuple(classes), split(xtr, ytr), split(xte, yte))
+    return Dataset(name, tuple(classes), split(xtr, ytr), split(xte, yte), normalize, root, download)
 
 
 def per_class_sample(
@@ -152,8 +166,11 @@ def per_class_sample(
     take_available: bool = False,
     what: str = "train",
     classes: tuple[int, ...] | None = None,
+    selection: str = "random",
 ) -> Split:
-    """``per_class`` samples of every class, drawn without replacement by ``seed``.
+    """``per_class`` samples of every class, drawn without replacement by ``seed``
+    (``selection="random"``), or the first ``per_class`` of each class in the split's
+    own order (``"first"``, the paper's notebooks; ``seed`` is then unused).
 
     A class with fewer samples than asked is an error naming the class and the
     count, unless ``take_available`` says to take what there is.
@@ -170,23 +187,32 @@ def per_class_sample(
                 f"{option}: class {name} has only {len(rows)} {what} samples, {per_class} "
                 "requested; lower it or pass --take-available"
             )
-        chosen.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
+        k = min(per_class, len(rows))
+        chosen.append(rows[:k] if selection == "first" else rng.choice(rows, size=k, replace=False))
     return split.take(np.sort(np.concatenate(chosen)))
 
 
 def student_splits(
-    dataset: Dataset, per_class: int, test_per_class: int, seed: int, take_available: bool = False
+    dataset: Dataset,
+    per_class: int,
+    test_per_class: int,
+    seed: int,
+    take_available: bool = False,
+    selection: str = "random",
 ) -> tuple[Split, Split]:
-    """The student's training and test samples, both drawn with the trial's data seed."""
+    """The student's training and test samples, both drawn with the trial's data seed
+    (or the first N per class of each split, with ``selection="first"``)."""
     ss = np.random.SeedSequence([seed, 0xDA7A])
     s_train, s_test = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
-    kw = {"take_available": take_available, "classes": dataset.classes}
+    kw = {"take_available": take_available, "classes": dataset.classes, "selection": selection}
     train = per_class_sample(dataset.train, per_class, s_train, **kw)
     test = per_class_sample(dataset.test, test_per_class, s_test, what="test", **kw)
     return train, test
 
 
-def validation_split(dataset: Dataset, train: Split, per_class: int, seed: int, take_available: bool = False) -> Split:
+def validation_split(
+    dataset: Dataset, train: Split, per_class: int, seed: int, take_available: bool = False, selection: str = "random"
+) -> Split:
     """``per_class`` held-out samples per class from the training split, disjoint from ``train``.
 
     A hyperparameter study scores its trials on these, so that the test split
@@ -198,4 +224,4 @@ def validation_split(dataset: Dataset, train: Split, per_class: int, seed: int, 
     pool = dataset.train.take(rest)
     s_val = int(np.random.SeedSequence([seed, 0x7A1]).generate_state(1)[0])
     return per_class_sample(pool, per_class, s_val, take_available=take_available, what="val",
-                            classes=dataset.classes)  # fmt: skip
+                            classes=dataset.classes, selection=selection)  # fmt: skip

@@ -14,6 +14,13 @@ selectable so that their effect can be measured::
     additive: CE + lam * T**2 * KL                 (the hard term is never down-weighted)
 
 ``lam == 0`` or no teacher logits is the plain cross-entropy baseline.
+
+A head may score more outcomes than there are classes (the released notebooks'
+``sigmoid-pair`` head scores 2 * 2**Q): the cross-entropy runs over all of them,
+the KL over the first C, as there.
+
+``defect`` reproduces, by name, a released notebook's broken term (see
+workers.config.KD_DEFECTS); ``none`` is the loss above.
 """
 
 from __future__ import annotations
@@ -39,12 +46,24 @@ def distillation_loss(
     temperature: float = 3.0,
     lam: float = 0.9,
     form: str = "hinton",
+    defect: str = "none",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss and its parts (``ce``, ``kl``) for logging."""
     ce = F.cross_entropy(student_logits, labels)
     if teacher_logits is None or lam == 0:
         return ce, {"ce": float(ce.detach()), "kl": float("nan")}
-    kl = kl_soft(student_logits, teacher_logits.to(student_logits.dtype), temperature)
+    teacher_logits = teacher_logits.to(student_logits.dtype)
+    n_classes = teacher_logits.shape[1]
+    kl = kl_soft(student_logits[:, :n_classes], teacher_logits, temperature)
+    parts = {"ce": float(ce.detach()), "kl": float(kl.detach())}
+    if defect == "teacher-ce":  # the teacher's CE against the labels: no gradient reaches the student
+        return ce + F.cross_entropy(teacher_logits, labels), parts
+    if defect == "zeroed":
+        return ce + 0 * kl, parts
+    if defect == "six-classes":  # KLDivLoss('mean') over C classes scaled by T^2 * 6 * lam
+        kl = kl * 6 / n_classes
+    elif defect != "none":
+        raise ValueError(f"kd_defect: unknown defect {defect!r}")
     t2 = temperature**2
     if form == "hinton":
         loss = (1 - lam) * ce + lam * t2 * kl
@@ -54,4 +73,4 @@ def distillation_loss(
         loss = ce + lam * t2 * kl
     else:
         raise ValueError(f"kd_form: unknown form {form!r}")
-    return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+    return loss, parts

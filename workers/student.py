@@ -1,4 +1,20 @@
-"""The quantum student: reduce the image to 2**Q features, encode, run, read out.
+"""The students: registered kinds, each turning an image into class scores.
+
+Kinds (``student`` in a config; :data:`workers.config.STUDENT_KINDS` describes
+them, :data:`BUILDERS` builds them):
+
+* ``amplitude`` (default, the paper's text): the pipeline below.
+* ``cnn-angle`` (the paper's released notebooks): a small CNN (conv 1->10 5x5,
+  max-pool 2, ReLU; conv 10->20 5x5, 2-D dropout 0.5, max-pool 2, ReLU; FC
+  320->50, ReLU, dropout 0.5; FC 50->Q) gives Q angles pi*tanh(x); the circuit is
+  H on every qubit then Ry(angle_k) on qubit k (angle encoding, no trainable
+  gate); its 2**Q outcome frequencies go through the ``sigmoid-pair`` head. All
+  ~21.5k trainable parameters are classical.
+* ``cnn-classical`` (a control for what the circuit adds): the same CNN and
+  pi*tanh, then a linear layer Q -> 2**Q and a softmax in place of the circuit:
+  the same inputs, 2**Q probabilities out, the same head.
+
+The amplitude student:
 
 ::
 
@@ -26,6 +42,10 @@ classes, the rest are read as "none of them"):
 * ``log``: ``logits = s * log(p_c / sum_c p_c)``; with s = 1 the softmax is the
   renormalized class probabilities. Its gradient carries 1/p_c, which shot
   noise turns into large errors where a probability is small.
+* ``sigmoid-pair`` (the released notebooks'): ``z = sigmoid(p)`` over all 2**Q
+  outcomes, scores ``concat(z, 1 - z)`` (2 * 2**Q of them). Cross-entropy runs
+  over all of them against the class index, the prediction is the argmax over
+  all of them, and the distillation term sees the first C. No scale.
 
 ``s`` starts at ``head_scale`` and is learned (as log s) unless ``learn_scale``
 is off.
@@ -39,9 +59,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.circuits import Circuit, encoding_params
-
-DEFAULT_HEAD_SCALE = {"linear": 10.0, "log": 1.0}
+from workers.backends import make_backend
+from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
+from workers.config import DEFAULT_HEAD_SCALE, STUDENT_KINDS, TrialConfig
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -91,8 +111,66 @@ class Reduction(nn.Module):
         return (flat - self.mean) @ self.components.T
 
 
-class QuantumStudent(nn.Module):
-    """Reduction, encoding and circuit on a backend, and a head; logits out."""
+class Head(nn.Module):
+    """Probabilities (B x 2**Q) to class scores; ``linear`` and ``log`` carry a scale s."""
+
+    def __init__(self, kind: str, n_classes: int, scale: float | None = None, learn_scale: bool = True):
+        super().__init__()
+        self.kind, self.n_classes = kind, n_classes
+        if kind in ("sigmoid-pair", "softmax-freqs"):
+            return
+        if kind not in DEFAULT_HEAD_SCALE:
+            raise ValueError(f"head: unknown head {kind!r}")
+        initial = scale if scale is not None else DEFAULT_HEAD_SCALE[kind]
+        log_scale = torch.tensor(math.log(initial), dtype=torch.float64)
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def scale(self) -> float:
+        return self.log_scale.exp().item() if hasattr(self, "log_scale") else math.nan
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sigmoid-pair":
+            z = torch.sigmoid(probs)
+            return torch.cat([z, 1 - z], dim=1)
+        if self.kind == "softmax-freqs":
+            return torch.softmax(probs, dim=1)
+        p = probs[:, : self.n_classes]
+        scale = self.log_scale.exp()
+        if self.kind == "linear":
+            return scale * p
+        renorm = p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return scale * torch.log(renorm.clamp_min(1e-6))
+
+
+class _Student(nn.Module):
+    """What every kind shares: ``probabilities`` (B x 2**Q), a head, scores out."""
+
+    backend = None
+    head: Head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.probabilities(images))
+
+    @property
+    def log_scale(self) -> torch.Tensor:
+        return self.head.log_scale
+
+    @property
+    def head_scale(self) -> float:
+        return self.head.scale
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters, classical and quantum."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class QuantumStudent(_Student):
+    """The amplitude student: reduction, encoding and circuit on a backend, and a head."""
 
     def __init__(
         self,
@@ -110,26 +188,99 @@ class QuantumStudent(nn.Module):
             raise ValueError(f"{n_classes} classes need more than {circuit.n_qubits} qubits")
         self.circuit, self.backend, self.n_classes = circuit, backend, n_classes
         self.reduction = reduction
-        self.head = head
         # The paper: angles "randomly initialized"; uniform over a full turn.
         self.weights = nn.Parameter(
             torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 2 * math.pi
         )
-        scale = head_scale if head_scale is not None else DEFAULT_HEAD_SCALE[head]
-        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
+        self.head = Head(head, n_classes, head_scale, learn_scale)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         enc = encoding_params(self.circuit, self.reduction(images))
         return self.backend.probabilities(enc, self.weights)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        p = self.probabilities(images)[:, : self.n_classes]
-        scale = self.log_scale.exp()
-        if self.head == "linear":
-            return scale * p
-        renorm = p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return scale * torch.log(renorm.clamp_min(1e-6))
+
+class AngleCNN(nn.Module):
+    """The released notebooks' front-end: a 1x28x28 image to Q angles pi*tanh(x)."""
+
+    def __init__(self, n_out: int, dropout: float = 0.5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5)
+        self.conv2 = nn.Conv2d(10, 20, 5)
+        self.conv2_drop = nn.Dropout2d(dropout)
+        self.fc1 = nn.Linear(320, 50)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(50, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(nn.functional.max_pool2d(self.conv1(x), 2))
+        x = torch.relu(nn.functional.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = self.drop(torch.relu(self.fc1(x.flatten(1))))
+        return math.pi * torch.tanh(self.fc2(x))
+
+
+class AngleStudent(_Student):
+    """``cnn-angle``: CNN angles into H + Ry(angle) on a backend; no trainable gate."""
+
+    def __init__(self, circuit: Circuit, backend, n_classes: int, head: str = "sigmoid-pair", **head_kw):
+        super().__init__()
+        if circuit.encoding != "angle" or circuit.n_weights:
+            raise ValueError("the cnn-angle student runs an angle-encoded circuit without trainable gates")
+        self.circuit, self.backend, self.n_classes = circuit, backend, n_classes
+        self.cnn = AngleCNN(circuit.n_qubits)
+        self.register_buffer("weights", torch.zeros(0, dtype=torch.float64))
+        self.head = Head(head, n_classes, **head_kw)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backend.probabilities(self.cnn(images).to(torch.float64), self.weights)
+
+
+class ClassicalControl(_Student):
+    """``cnn-classical``: the same CNN angles, a linear layer Q -> 2**Q and a softmax."""
+
+    def __init__(self, n_qubits: int, n_classes: int, head: str = "sigmoid-pair", **head_kw):
+        super().__init__()
+        self.n_classes = n_classes
+        self.cnn = AngleCNN(n_qubits)
+        self.mix = nn.Linear(n_qubits, 2**n_qubits)
+        self.head = Head(head, n_classes, **head_kw)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.mix(self.cnn(images)).to(torch.float64), dim=1)
+
+
+def _head_kw(cfg: TrialConfig) -> dict:
+    return {"scale": cfg.head_scale, "learn_scale": cfg.learn_scale}
+
+
+def _amplitude(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
+    circuit = build_circuit(cfg.qubits, cfg.ansatz, cfg.layers)
+    backend = make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule)
+    reduction = Reduction(cfg.reduction, cfg.qubits, train_images, seed=seed)
+    return QuantumStudent(circuit, backend, cfg.n_classes, reduction, head=cfg.head,
+                          head_scale=cfg.head_scale, learn_scale=cfg.learn_scale,
+                          generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+
+def _cnn_angle(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
+    circuit = build_angle_circuit(cfg.qubits)
+    backend = make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule)
+    return AngleStudent(circuit, backend, cfg.n_classes, cfg.head, **_head_kw(cfg))
+
+
+def _cnn_classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
+    return ClassicalControl(cfg.qubits, cfg.n_classes, cfg.head, **_head_kw(cfg))
+
+
+#: Student kind -> builder(resolved config, training images, init seed, shot seed).
+#: A new kind is one entry here and one in workers.config.STUDENT_KINDS.
+BUILDERS = {"amplitude": _amplitude, "cnn-angle": _cnn_angle, "cnn-classical": _cnn_classical}
+assert set(BUILDERS) == set(STUDENT_KINDS), "every student kind needs a builder"
+
+
+def build_student(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
+    """The student ``cfg`` (resolved) names, initialized from ``seed`` (torch's global
+    generator included, for the layers torch initializes itself), its backend's shots
+    drawn from ``shot_seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return BUILDERS[cfg.student](cfg, train_images, seed, shot_seed)

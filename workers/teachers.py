@@ -12,6 +12,18 @@ Architectures (paper, section 4.3):
 * ``ensemble``: the mean of the two models' softmax outputs (eq. 16); its
   distillation logits are the log of that mean.
 
+The ``paper-code`` recipe is the released notebooks': pixels in [0, 1] (no
+normalization), Adam at lr 1e-3 for 10 epochs, batch 128, the test split scored
+after every epoch; the classic LeNet-5 (conv 6@5x5 without padding, tanh, 2x2
+average pooling; conv 16@5x5, tanh, average pooling; FC 256-120-84-C with tanh:
+44,086 parameters for 6 classes); and an ensemble that is one model, AlexNet and
+LeNet side by side with their logits averaged, trained jointly from scratch (not
+two trained teachers combined). The notebooks print the best test epoch's
+accuracy but save (by reference) and distil from the last epoch's weights: the
+recipe keeps the last epoch (``keep: best_test`` keeps the best one instead) and
+a teacher row reports both accuracies; ``best_test_acc`` is selection on the
+test split.
+
 Cache layout, one folder per key (dataset, classes, arch, teacher seed, hash
 of the training settings)::
 
@@ -33,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -44,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import TeacherSettings, parse_classes
+from workers.config import ENSEMBLE_MEMBERS, TeacherSettings, parse_classes, trained_as_one
 from workers.data import Dataset, Split, load_dataset
 from workers.io import Location, atomic_write, location, write_json, write_parquet
 from workers.provenance import code_version
@@ -73,6 +86,35 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
+class ClassicLeNet5(nn.Module):
+    """The released notebooks' LeNet-5: no padding, tanh, average pooling."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 4 * 4, 120), nn.Tanh(),
+            nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, n_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class JointEnsemble(nn.Module):
+    """The released notebooks' ensemble: one model whose logits are the mean of its two members'."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
 class AlexNetMNIST(nn.Module):
     def __init__(self, n_classes: int, dropout: float = 0.5):
         super().__init__()
@@ -90,12 +132,24 @@ class AlexNetMNIST(nn.Module):
         return self.classifier(self.features(x))
 
 
-def make_model(arch: str, n_classes: int) -> nn.Module:
-    if arch == "lenet":
-        return LeNet5(n_classes)
-    if arch == "alexnet":
-        return AlexNetMNIST(n_classes)
-    raise ValueError(f"teacher: unknown architecture {arch!r}")
+#: Per recipe, the architectures and how each is built; an ensemble missing here is
+#: assembled from trained members (eq. 16) instead of trained as one model.
+MODELS = {
+    "default": {"lenet": LeNet5, "alexnet": AlexNetMNIST},
+    "paper-code": {
+        "lenet": ClassicLeNet5,
+        "alexnet": AlexNetMNIST,
+        "ensemble": lambda c: JointEnsemble([AlexNetMNIST(c), ClassicLeNet5(c)]),
+    },
+}
+assert all(trained_as_one(a, r) == (a in m) for r, m in MODELS.items() for a in ARCHS), "MODELS and trained_as_one"
+
+
+def make_model(arch: str, n_classes: int, recipe: str = "default") -> nn.Module:
+    try:
+        return MODELS[recipe][arch](n_classes)
+    except KeyError:
+        raise ValueError(f"teacher: unknown architecture {arch!r} for recipe {recipe!r}") from None
 
 
 @dataclass(frozen=True)
@@ -111,6 +165,12 @@ class TeacherLogits:
     cached: bool
     path: Location
     train_seconds: float
+    #: The best test accuracy over the training epochs and its epoch (NaN / 0 when
+    #: the recipe scores no epoch): selection on the test split, reported as the
+    #: notebooks printed it.
+    best_test_acc: float = float("nan")
+    best_epoch: int = 0
+    n_params: int = 0
 
     def row(self, dataset: Dataset, classes: str) -> dict:
         """This teacher as a row of ``teachers.parquet`` (``classes`` as the user wrote them)."""
@@ -124,6 +184,11 @@ class TeacherLogits:
             "n_test": len(dataset.test),
             "n_train": len(dataset.train),
             "train_seconds": self.train_seconds,
+            "recipe": self.key.get("recipe_name", "default"),
+            "keep": self.key.get("keep", "last"),
+            "best_test_acc": self.best_test_acc,
+            "best_epoch": self.best_epoch,
+            "n_params": self.n_params,
             "settings": json.dumps(self.key, sort_keys=True),
             "code_version": code_version(),
         }
@@ -139,8 +204,8 @@ class TeacherLogits:
 
 def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple[dict, str]:
     """The cache key and its hash: everything that decides the teacher's weights."""
-    if arch == "ensemble":
-        members = {m: teacher_key(dataset, m, settings)[1] for m in ("lenet", "alexnet")}
+    if not trained_as_one(arch, settings.recipe):
+        members = {m: teacher_key(dataset, m, settings)[1] for m in ENSEMBLE_MEMBERS}
         key = {"dataset": dataset.name, "classes": list(dataset.classes), "arch": arch,
                "seed": settings.seed, "members": members, "recipe": TEACHER_RECIPE}  # fmt: skip
     else:
@@ -157,6 +222,11 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
             "train_samples": len(dataset.train),
             "recipe": TEACHER_RECIPE,
         }
+    if settings.recipe != "default":  # default keys stay as they were, so old caches still match
+        norm = "train-split mean/std" if settings.normalize else "none (pixels in [0, 1])"
+        key |= {"recipe_name": settings.recipe, "keep": settings.keep, "normalization": norm}
+    elif settings.keep != "last":
+        key["keep"] = settings.keep
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return key, digest
 
@@ -186,15 +256,38 @@ def _predict(model: nn.Module, images: torch.Tensor, batch: int = 512) -> np.nda
     return torch.cat(out).numpy()
 
 
-def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> nn.Module:
-    """Adam on the whole class-filtered training split, seeded."""
+@dataclass
+class Training:
+    """A trained teacher: the kept weights, and each epoch's test accuracy when scored."""
+
+    model: nn.Module
+    test_accs: list[float]
+
+    @property
+    def best(self) -> tuple[float, int]:
+        """The best test accuracy and its (1-based, first) epoch; (NaN, 0) when none was scored."""
+        if not self.test_accs:
+            return float("nan"), 0
+        i = int(np.argmax(self.test_accs))
+        return self.test_accs[i], i + 1
+
+
+def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> Training:
+    """Adam on the whole class-filtered training split, seeded.
+
+    The ``paper-code`` recipe (or ``keep: best_test``) scores the test split after
+    every epoch, as the notebooks did; ``keep`` says which epoch's weights come back.
+    """
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = _device()
-    model = make_model(arch, len(dataset.classes)).to(dev)
+    model = make_model(arch, len(dataset.classes), settings.recipe).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch))
     x, y = dataset.train.images, dataset.train.labels
     epochs = settings.resolved_epochs(dataset.name, arch)
+    score = settings.recipe == "paper-code" or settings.keep == "best_test"
+    accs: list[float] = []
+    best_state: dict | None = None
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(y), generator=gen)
@@ -207,7 +300,15 @@ def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> nn.
             opt.step()
             total += loss.item() * len(rows)
         log.info("teacher %s epoch %d/%d loss %.4f", arch, epoch + 1, epochs, total / len(y))
-    return model.cpu().eval()
+        if score:
+            accs.append(_accuracy(_predict(model, dataset.test.images), dataset.test.labels))
+            log.info("teacher %s epoch %d/%d test acc %.4f", arch, epoch + 1, epochs, accs[-1])
+            if settings.keep == "best_test" and accs[-1] == max(accs):
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model = model.cpu()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return Training(model.eval(), accs)
 
 
 def _write_logits(folder: Location, dataset: Dataset, train: np.ndarray, test: np.ndarray) -> None:
@@ -261,7 +362,7 @@ def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels.numpy()).mean())
 
 
-def _load_weights(folder: Location, arch: str, n_classes: int) -> nn.Module | None:
+def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "default") -> nn.Module | None:
     from safetensors.torch import load_file  # noqa: PLC0415
 
     path = folder / "weights.safetensors"
@@ -270,7 +371,7 @@ def _load_weights(folder: Location, arch: str, n_classes: int) -> nn.Module | No
     try:
         from safetensors.torch import load  # noqa: PLC0415
 
-        model = make_model(arch, n_classes)
+        model = make_model(arch, n_classes, recipe)
         model.load_state_dict(load(path.read_bytes()) if not path.is_local else load_file(path))
         return model.eval()
     except Exception as exc:  # noqa: BLE001
@@ -284,6 +385,9 @@ def get_teacher(
     """The teacher's logits, from the cache when a valid entry exists, else trained now."""
     if arch not in ARCHS:
         raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)}")
+    # The teacher sees the images as its recipe says, whatever its student sees; logits
+    # are looked up by sample index, so the two need not agree.
+    dataset = dataset.with_normalization(settings.normalize)
     key, digest = teacher_key(dataset, arch, settings)
     folder = cache_folder(cache_dir, dataset, arch, settings)
     cached = _read_logits(folder, dataset)
@@ -292,31 +396,43 @@ def get_teacher(
         meta = json.loads(meta_path.read_text())
         tr, te = cached
         return TeacherLogits(arch, key, digest, tr, te, _accuracy(te, dataset.test.labels),
-                             True, folder, float(meta.get("train_seconds", 0.0)))  # fmt: skip
+                             True, folder, float(meta.get("train_seconds", 0.0)),
+                             float(meta.get("best_test_acc", math.nan)), int(meta.get("best_epoch", 0)),
+                             int(meta.get("n_params", 0)))  # fmt: skip
 
     t0 = time.perf_counter()
-    if arch == "ensemble":
-        members = [get_teacher(dataset, m, settings, cache_dir) for m in ("lenet", "alexnet")]
+    best_acc, best_epoch, test_accs = math.nan, 0, []
+    if not trained_as_one(arch, settings.recipe):
+        members = [get_teacher(dataset, m, settings, cache_dir) for m in ENSEMBLE_MEMBERS]
 
         tr = ensemble_logits([m.train_logits for m in members])
         te = ensemble_logits([m.test_logits for m in members])
         train_seconds = sum(m.train_seconds for m in members)
+        n_params = sum(m.n_params for m in members)
     else:
-        model = _load_weights(folder, arch, len(dataset.classes))
+        model = _load_weights(folder, arch, len(dataset.classes), settings.recipe)
         if model is None:
             from safetensors.torch import save_file  # noqa: PLC0415
 
-            model = train_teacher(dataset, arch, settings)
+            training = train_teacher(dataset, arch, settings)
+            model, test_accs = training.model, training.test_accs
+            (best_acc, best_epoch) = training.best
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "weights.safetensors", lambda tmp: save_file(state, tmp))
+        elif (folder / "meta.json").exists():  # weights kept, logits rebuilt: the epochs' scores stay
+            old = json.loads((folder / "meta.json").read_text())
+            best_acc, best_epoch = float(old.get("best_test_acc", math.nan)), int(old.get("best_epoch", 0))
+            test_accs = list(old.get("epoch_test_accs", []))
         tr, te = _predict(model, dataset.train.images), _predict(model, dataset.test.images)
         train_seconds = time.perf_counter() - t0
+        n_params = sum(p.numel() for p in model.parameters())
     _write_logits(folder, dataset, tr, te)
     acc = _accuracy(te, dataset.test.labels)
     write_json({"key": key, "hash": digest, "test_acc": acc, "train_seconds": train_seconds,
-                "torch": torch.__version__, "device": str(_device()),
+                "best_test_acc": best_acc, "best_epoch": best_epoch, "epoch_test_accs": test_accs,
+                "n_params": n_params, "torch": torch.__version__, "device": str(_device()),
                 "test_samples": len(dataset.test)}, meta_path)  # fmt: skip
-    return TeacherLogits(arch, key, digest, tr, te, acc, False, folder, train_seconds)
+    return TeacherLogits(arch, key, digest, tr, te, acc, False, folder, train_seconds, best_acc, best_epoch, n_params)
 
 
 def prepare_teacher(

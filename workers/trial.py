@@ -15,6 +15,7 @@ the ``statevector`` backend is deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -28,13 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.backends import make_backend
-from workers.circuits import build_circuit
 from workers.config import TrialConfig
-from workers.data import load_dataset, student_splits, validation_split
+from workers.data import Dataset, Split, load_dataset, student_splits, validation_split
 from workers.distill import distillation_loss
 from workers.provenance import code_version, package_versions
-from workers.student import QuantumStudent, Reduction
+from workers.student import build_student
 from workers.teachers import get_teacher
 
 log = logging.getLogger(__name__)
@@ -55,27 +54,35 @@ class TrialResult:
 def _seeds(seed: int) -> dict[str, int]:
     # New streams go at the end: SeedSequence children depend only on their index,
     # so the earlier ones (and the results of earlier runs) stay as they were.
-    names = ("data", "init", "order", "shots", "val_shots")
+    names = ("data", "init", "order", "shots", "val_shots", "dropout")
     states = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(s.generate_state(1)[0]) for n, s in zip(names, states, strict=True)}
+
+
+def student_samples(dataset: Dataset, cfg: TrialConfig) -> tuple[Split, Split, Split | None]:
+    """The student's training, test and (when asked) validation samples: one function for
+    the trial and the sweep's preflight, so that both draw exactly the same samples."""
+    r = cfg.resolved()
+    data_seed = _seeds(cfg.seed)["data"]
+    train, test = student_splits(dataset, r.samples_per_class, r.test_samples_per_class, data_seed,
+                                 r.take_available, r.selection)  # fmt: skip
+    val = None
+    if r.val_samples_per_class:
+        val = validation_split(dataset, train, r.val_samples_per_class, data_seed, r.take_available, r.selection)
+    return train, test, val
 
 
 def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) -> TrialResult:
     """Train one student as ``cfg`` says and return its result row and epoch rows."""
     cfg.validate()
+    r = cfg.resolved()
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
     seeds = _seeds(cfg.seed)
     trial_id = uuid.uuid4().hex[:16]
 
-    dataset = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download)
-    train, test = student_splits(
-        dataset, cfg.effective_samples_per_class, cfg.effective_test_samples_per_class,
-        seeds["data"], cfg.take_available,
-    )  # fmt: skip
-    val = None
-    if cfg.val_samples_per_class:
-        val = validation_split(dataset, train, cfg.val_samples_per_class, seeds["data"], cfg.take_available)
+    dataset = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download, normalize=r.normalize)
+    train, test, val = student_samples(dataset, cfg)
 
     teacher = None
     t_train_logits = None
@@ -87,16 +94,8 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
                  "read from cache" if teacher.cached else "trained", teacher.test_acc, teacher.path)  # fmt: skip
     teacher_ready = time.perf_counter()
 
-    circuit = build_circuit(cfg.qubits, cfg.effective_ansatz, cfg.layers)
-    backend = make_backend(cfg.backend, circuit, cfg.effective_shots, cfg.noise, seeds["shots"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seeds["init"])
-        reduction = Reduction(cfg.reduction, cfg.qubits, train.images, seed=seeds["init"])
-        model = QuantumStudent(
-            circuit, backend, cfg.n_classes, reduction, head=cfg.head,
-            head_scale=cfg.head_scale, learn_scale=cfg.learn_scale,
-            generator=torch.Generator().manual_seed(seeds["init"]),
-        )  # fmt: skip
+    model = build_student(r, train.images, seeds["init"], seeds["shots"])
+    backend = model.backend
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     order = torch.Generator().manual_seed(seeds["order"])
     val_rng = np.random.default_rng(seeds["val_shots"])
@@ -104,72 +103,79 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
     epochs: list[dict] = []
     status, error = "ok", ""
     n = len(train)
-    for epoch in range(1, cfg.epochs + 1):
-        t_epoch = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=order)
-        loss_sum = ce_sum = kl_sum = 0.0
-        correct = 0
-        for i in range(0, n, cfg.batch_size):
-            rows = perm[i : i + cfg.batch_size]
-            logits = model(train.images[rows])
-            t_logits = t_train_logits[rows] if t_train_logits is not None else None
-            loss, parts = distillation_loss(
-                logits, train.labels[rows], t_logits,
-                cfg.temperature, cfg.lam, cfg.kd_form,
-            )  # fmt: skip
-            if not torch.isfinite(loss):
-                status, error = "nan_loss", f"non-finite loss in epoch {epoch}, batch {i // cfg.batch_size}"
+    # Dropout (the CNN students) draws from torch's global generator: seeded here, for this trial alone.
+    with torch.random.fork_rng():
+        torch.manual_seed(seeds["dropout"])
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=order)
+            loss_sum = ce_sum = kl_sum = 0.0
+            correct = 0
+            for i in range(0, n, cfg.batch_size):
+                rows = perm[i : i + cfg.batch_size]
+                logits = model(train.images[rows])
+                t_logits = t_train_logits[rows] if t_train_logits is not None else None
+                loss, parts = distillation_loss(
+                    logits, train.labels[rows], t_logits,
+                    cfg.temperature, cfg.lam, cfg.kd_form, cfg.kd_defect,
+                )  # fmt: skip
+                if not torch.isfinite(loss):
+                    status, error = "nan_loss", f"non-finite loss in epoch {epoch}, batch {i // cfg.batch_size}"
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                k = len(rows)
+                loss_sum += loss.item() * k
+                ce_sum += parts["ce"] * k
+                kl_sum += parts["kl"] * k
+                correct += int((logits.argmax(1) == train.labels[rows]).sum())
+            if status != "ok":
                 break
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            k = len(rows)
-            loss_sum += loss.item() * k
-            ce_sum += parts["ce"] * k
-            kl_sum += parts["kl"] * k
-            correct += int((logits.argmax(1) == train.labels[rows]).sum())
-        if status != "ok":
-            break
-        test_loss, test_acc = evaluate(model, test.images, test.labels)
-        val_loss, val_acc = (math.nan, math.nan)
-        if val is not None:  # its own shot stream: a validation split leaves training and test as they were
-            with backend.drawing_from(val_rng):
-                val_loss, val_acc = evaluate(model, val.images, val.labels)
-        report = {
-            "trial_id": trial_id,
-            "epoch": epoch,
-            "train_loss": loss_sum / n,
-            "train_ce": ce_sum / n,
-            "train_kl": kl_sum / n if cfg.distills else math.nan,
-            "train_acc": correct / n,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "head_scale": model.log_scale.exp().item(),
-            "circuit_executions": backend.executions,
-            "wall_s": time.perf_counter() - t_epoch,
-        }
-        epochs.append(report)
-        if progress:
-            progress(report)
+            test_loss, test_acc = evaluate(model, test.images, test.labels)
+            val_loss, val_acc = (math.nan, math.nan)
+            if val is not None:  # its own shot stream: a validation split leaves training and test as they were
+                with _drawing_from(backend, val_rng):
+                    val_loss, val_acc = evaluate(model, val.images, val.labels)
+            report = {
+                "trial_id": trial_id,
+                "epoch": epoch,
+                "train_loss": loss_sum / n,
+                "train_ce": ce_sum / n,
+                "train_kl": kl_sum / n if cfg.distills else math.nan,
+                "train_acc": correct / n,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "head_scale": model.head_scale,
+                "circuit_executions": backend.executions if backend else 0,
+                "wall_s": time.perf_counter() - t_epoch,
+            }
+            epochs.append(report)
+            if progress:
+                progress(report)
 
-    last = epochs[-1] if epochs else {}
+    reported = reported_epoch(epochs, r.report_epoch)
     row = {
         "trial_id": trial_id,
         **config_columns(cfg),
         "n_train": len(train),
         "n_test": len(test),
         "n_val": len(val) if val is not None else 0,
-        "head_scale": model.log_scale.exp().item(),
-        **_last_epoch(last),
+        "n_params": model.n_params,
+        "head_scale": model.head_scale,
+        **_epoch_metrics(reported),
+        "reported_epoch": int(reported.get("epoch", 0)),
+        "last_test_acc": float(epochs[-1]["test_acc"]) if epochs else math.nan,
         "teacher_test_acc": teacher.test_acc if teacher else math.nan,
+        "teacher_best_test_acc": teacher.best_test_acc if teacher else math.nan,
         "teacher_key": teacher.key_hash if teacher else "",
         "teacher_cached": bool(teacher.cached) if teacher else False,
         "teacher_wall_s": teacher_ready - t_start,
-        "circuit_executions": backend.executions,
-        "shots_total": backend.shots_total,
+        "circuit_executions": backend.executions if backend else 0,
+        "shots_total": backend.shots_total if backend else 0,
         "wall_s": time.perf_counter() - t_start,
         "status": status,
         "error": error,
@@ -180,39 +186,76 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
     return TrialResult(row, epochs, teacher_row)
 
 
+@contextlib.contextmanager
+def _drawing_from(backend, rng: np.random.Generator):
+    if backend is None:
+        yield
+        return
+    with backend.drawing_from(rng):
+        yield
+
+
+def reported_epoch(epochs: list[dict], rule: str) -> dict:
+    """The epoch a row reports: the last; the best validation accuracy (first such epoch);
+    or, only to replicate the paper's notebooks, the best *test* accuracy (first such)."""
+    if not epochs:
+        return {}
+    if rule == "last":
+        return epochs[-1]
+    metric = {"best_val": "val_acc", "best_test": "test_acc"}[rule]
+    scores = [e[metric] if not math.isnan(e[metric]) else -math.inf for e in epochs]
+    return epochs[int(np.argmax(scores))]
+
+
 def config_columns(cfg: TrialConfig) -> dict:
-    """The result columns that come from the configuration alone (resolved defaults included)."""
+    """The result columns that come from the configuration alone, read off its resolved form
+    (the same form the config hash is made of)."""
+    r = cfg.resolved()
+    has_teacher = r.teacher != "none"
+    ts = r.teacher_settings
     return {
         "config_hash": cfg.config_hash(),
-        "dataset": cfg.dataset,
-        "classes": cfg.classes,
-        "n_classes": cfg.n_classes,
-        "teacher": cfg.teacher,
-        "qubits": cfg.qubits,
-        "temperature": float(cfg.temperature) if cfg.teacher != "none" else math.nan,
-        "lam": float(cfg.lam) if cfg.teacher != "none" else math.nan,
-        "kd_form": cfg.kd_form if cfg.distills else "",
-        "seed": cfg.seed,
-        "backend": cfg.backend,
-        "shots": cfg.effective_shots,
-        "noise": cfg.noise or "",
-        "epochs": cfg.epochs,
-        "lr": float(cfg.lr),
-        "batch_size": cfg.batch_size,
-        "samples_per_class": cfg.effective_samples_per_class,
-        "test_samples_per_class": cfg.effective_test_samples_per_class,
-        "val_samples_per_class": cfg.val_samples_per_class,
-        "reduction": cfg.reduction,
-        "ansatz": cfg.effective_ansatz,
-        "layers": cfg.layers if cfg.effective_ansatz == "hea" else 1,
-        "head": cfg.head,
-        "teacher_seed": cfg.teacher_settings.seed if cfg.teacher != "none" else -1,
+        "dataset": r.dataset,
+        "classes": r.classes,
+        "n_classes": r.n_classes,
+        "teacher": r.teacher,
+        "student": r.student,
+        "qubits": r.qubits,
+        "temperature": float(r.temperature) if has_teacher else math.nan,
+        "lam": float(r.lam) if has_teacher else math.nan,
+        "kd_form": r.kd_form if r.distills else "",
+        "kd_defect": r.kd_defect if r.distills else "",
+        "seed": r.seed,
+        "backend": r.backend,
+        "shots": r.shots,
+        "noise": r.noise or "",
+        "shift_rule": r.shift_rule,
+        "epochs": r.epochs,
+        "lr": float(r.lr),
+        "batch_size": r.batch_size,
+        "samples_per_class": r.samples_per_class,
+        "test_samples_per_class": r.test_samples_per_class,
+        "val_samples_per_class": r.val_samples_per_class,
+        "selection": r.selection,
+        "normalize": r.normalize,
+        "report_epoch": r.report_epoch,
+        "selects_on_test": r.selects_on_test,
+        "reduction": r.reduction,
+        "ansatz": r.ansatz,
+        "layers": r.layers,
+        "head": r.head,
+        "learn_scale": r.learn_scale,
+        "teacher_seed": ts.seed if has_teacher else -1,
+        "teacher_recipe": ts.recipe if has_teacher else "",
+        "teacher_keep": ts.keep if has_teacher else "",
     }
 
 
-def _last_epoch(last: dict) -> dict:
-    keys = ("test_acc", "test_loss", "train_acc", "train_loss", "val_acc", "val_loss")
-    return {k: float(last.get(k, math.nan)) for k in keys}
+_METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "val_acc", "val_loss")
+
+
+def _epoch_metrics(epoch: dict) -> dict:
+    return {k: float(epoch.get(k, math.nan)) for k in _METRICS}
 
 
 def _provenance() -> dict:
@@ -230,9 +273,13 @@ def unfinished_row(cfg: TrialConfig, status: str, error: str, epochs: list[dict]
         "n_train": -1,
         "n_test": -1,
         "n_val": -1,
+        "n_params": -1,
         "head_scale": float(last.get("head_scale", math.nan)),
-        **_last_epoch(last),
+        **_epoch_metrics(last),
+        "reported_epoch": int(last.get("epoch", 0)),
+        "last_test_acc": float(last.get("test_acc", math.nan)),
         "teacher_test_acc": math.nan,
+        "teacher_best_test_acc": math.nan,
         "teacher_key": "",
         "teacher_cached": False,
         "teacher_wall_s": math.nan,
@@ -247,7 +294,7 @@ def unfinished_row(cfg: TrialConfig, status: str, error: str, epochs: list[dict]
 
 
 @torch.no_grad()
-def evaluate(model: QuantumStudent, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Cross-entropy and accuracy, measured as the backend measures (with shots on Aer)."""
     model.eval()
     logits = torch.cat([model(images[i : i + EVAL_BATCH]) for i in range(0, len(images), EVAL_BATCH)])
