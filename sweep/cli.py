@@ -8,32 +8,16 @@ status 2, before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
 import sys
+import typing
 from pathlib import Path
 
 from sweep import bench, tables
-from workers.config import (
-    ANSATZE,
-    BACKENDS,
-    DATASETS,
-    HEADS,
-    KD_DEFECTS,
-    KD_FORMS,
-    REDUCTIONS,
-    REPORT_EPOCHS,
-    SELECTIONS,
-    SHIFT_RULES,
-    STUDENT_KINDS,
-    TEACHER_KEEPS,
-    TEACHER_RECIPES,
-    TEACHERS,
-    ConfigError,
-    TeacherSettings,
-    TrialConfig,
-)
+from workers.config import FIELD_CHOICES, FIELD_HELP, TEACHER_HELP, ConfigError, TeacherSettings, TrialConfig
 from workers.data import DataError
 from workers.io import StorageError
 
@@ -42,92 +26,59 @@ EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141
 
 
+#: Fields whose option is spelled by hand (cache_dir defaults to DIR/cache, beside --out).
+_NOT_OPTIONS = {"teacher_settings", "cache_dir"}
+#: Extra spellings kept so that older command lines still work.
+_ALIASES = {"temperature": ("-T",), "learn_scale": ("--fixed-scale",)}
+
+
+def _option(p: argparse.ArgumentParser, dest: str, tp, default, help_text: str) -> None:
+    """One option made from a config field: its type, default and help; choices in the help
+    (TrialConfig.validate rejects a bad value in one line naming the field)."""
+    base = next(a for a in (typing.get_args(tp) or (tp,)) if a is not type(None))
+    flag = "--" + dest.replace("_", "-")
+    choices = FIELD_CHOICES.get(dest)
+    if choices:
+        help_text += f" (one of: {', '.join(choices)})"
+    if base is bool:
+        if default:  # on by default: the option turns it off
+            flags = ("--no-" + flag.removeprefix("--"), *_ALIASES.get(dest, ()))
+            p.add_argument(*flags, dest=dest, action="store_false", help=f"off: {help_text}")
+        else:
+            p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, action="store_true", help=help_text)
+        return
+    p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, type=base, default=default, help=help_text)
+
+
 def _trial_parser(sub: argparse._SubParsersAction) -> None:
-    d = TrialConfig()
     p = sub.add_parser(
         "trial",
         help="run one distillation trial (or a baseline) and append its result row",
-        description="Train one quantum student, optionally distilled from a classical "
-        "teacher, and append the result to DIR/trials.parquet and DIR/epochs.parquet.",
+        description="Train one student, optionally distilled from a teacher, and append the result to "
+        "DIR/trials.parquet and DIR/epochs.parquet. Every option is a field of workers.config.TrialConfig "
+        "(teacher-* of TeacherSettings); a spec's grid and trial sections take the same names.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    a = p.add_argument
-    a("--dataset", default=d.dataset, choices=DATASETS)
-    a("--classes", default=d.classes, help="class subset: 0-5, 0-7, 0,3,5")
-    a("--teacher", default=d.teacher, help=f"one of {list(TEACHERS)}")
-    a("--qubits", type=int, default=d.qubits)
-    a("--temperature", "-T", type=float, default=d.temperature, help="distillation temperature T")
-    a("--lam", type=float, default=d.lam, help="weight of the distillation term (0: baseline)")
-    a("--kd-form", default=d.kd_form, choices=KD_FORMS, help="loss form (see workers.distill)")
-    a("--kd-defect", default=d.kd_defect, choices=KD_DEFECTS,
-      help="reproduce a released notebook's broken distillation term by name (workers.config.KD_DEFECTS)")  # fmt: skip
-    a("--student", default=d.student, choices=list(STUDENT_KINDS),
-      help="; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()))  # fmt: skip
-    a("--backend", default=d.backend, choices=BACKENDS)
-    a("--shots", type=int, default=None,
-      help="shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)")  # fmt: skip
-    a("--noise", default=None, help="Aer noise model, e.g. depolarizing:0.001,0.01")
-    a("--shift-rule", default=d.shift_rule, choices=SHIFT_RULES,
-      help="parameter-shift rule on aer: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4")  # fmt: skip
-    a("--epochs", type=int, default=d.epochs)
-    a("--lr", type=float, default=d.lr)
-    a("--batch-size", type=int, default=d.batch_size)
-    a("--seed", type=int, default=d.seed)
-    a("--samples-per-class", type=int, default=None,
-      help="student training samples per class (default: 150 for mnist/fashionmnist, 80 for digits)")  # fmt: skip
-    a("--test-samples-per-class", type=int, default=None,
-      help="student test samples per class (same defaults)")  # fmt: skip
-    a("--val-samples-per-class", type=int, default=0,
-      help="held-out validation samples per class from the training split (0: none)")  # fmt: skip
-    a("--selection", default=d.selection, choices=SELECTIONS,
-      help="student samples per class: random (by seed) or the first N in split order (the notebooks)")  # fmt: skip
-    a("--no-normalize", action="store_true", help="pixels in [0, 1], no mean/std normalization (the notebooks)")
-    a("--report-epoch", default=d.report_epoch, choices=REPORT_EPOCHS,
-      help="the epoch a row reports; best_test selects on the test split (only to replicate the paper)")  # fmt: skip
-    a("--take-available", action="store_true",
-      help="take what a class has when it has fewer samples than asked, instead of failing")  # fmt: skip
-    a("--reduction", default=None, choices=REDUCTIONS, help="the amplitude student's reduction (default fc)")
-    a("--ansatz", default=d.ansatz, choices=ANSATZE,
-      help="paper = the paper's circuit for the qubit count (h-ry on 3, ry otherwise)")  # fmt: skip
-    a("--layers", type=int, default=d.layers, help="layers of the hea ansatz")
-    a("--head", default=None, choices=HEADS,
-      help="probabilities -> logits (workers.student; default linear, sigmoid-pair for the CNN students)")  # fmt: skip
-    a("--head-scale", type=float, default=None, help="initial logit scale (linear: 10, log: 1)")
-    a("--fixed-scale", action="store_true", help="do not learn the logit scale")
-    a("--data-root", default=None,
-      help="folder holding MNIST/raw and FashionMNIST/raw (default: $QKD_DATA_ROOT or ./data)")  # fmt: skip
-    a("--no-download", action="store_true", help="never try to download missing data files")
-    a("--cache-dir", default=None, help="teacher cache (default: DIR/cache)")
-    a("--teacher-epochs", type=int, default=None, help="teacher training epochs (default per dataset)")
-    a("--teacher-lr", type=float, default=None)
-    a("--teacher-seed", type=int, default=0)
-    a("--teacher-recipe", default="default", choices=TEACHER_RECIPES,
-      help="default (this project's) or paper-code (the notebooks': classic LeNet, lr 1e-3, 10 epochs)")  # fmt: skip
-    a("--teacher-keep", default="last", choices=TEACHER_KEEPS,
-      help="the teacher epoch kept: last, or best_test (selection on the test split)")  # fmt: skip
-    a("--out", default="results/trial", metavar="DIR", help="results folder")
-    a("--quiet", "-q", action="store_true", help="no per-epoch lines")
+    hints = typing.get_type_hints(TrialConfig)
+    for f in dataclasses.fields(TrialConfig):
+        if f.name not in _NOT_OPTIONS:
+            _option(p, f.name, hints[f.name], f.default, FIELD_HELP[f.name])
+    teacher_hints = typing.get_type_hints(TeacherSettings)
+    for f in dataclasses.fields(TeacherSettings):
+        _option(p, f"teacher_{f.name}", teacher_hints[f.name], f.default, TEACHER_HELP[f.name])
+    p.add_argument("--cache-dir", default=None, help="teacher cache (default: DIR/cache)")
+    p.add_argument("--out", default="results/trial", metavar="DIR", help="results folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines")
 
 
 def _config(args: argparse.Namespace) -> TrialConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig) if f.name not in _NOT_OPTIONS}
+    teacher = TeacherSettings(
+        **{f.name: getattr(args, f"teacher_{f.name}") for f in dataclasses.fields(TeacherSettings)}
+    )
     return TrialConfig(
-        dataset=args.dataset, classes=args.classes, teacher=args.teacher, qubits=args.qubits,
-        temperature=args.temperature, lam=args.lam, kd_form=args.kd_form, kd_defect=args.kd_defect,
-        seed=args.seed, student=args.student, shift_rule=args.shift_rule, selection=args.selection,
-        normalize=not args.no_normalize, report_epoch=args.report_epoch,
-        backend=args.backend, shots=args.shots, noise=args.noise, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, samples_per_class=args.samples_per_class,
-        test_samples_per_class=args.test_samples_per_class, take_available=args.take_available,
-        val_samples_per_class=args.val_samples_per_class,
-        reduction=args.reduction, ansatz=args.ansatz, layers=args.layers, head=args.head,
-        head_scale=args.head_scale, learn_scale=not args.fixed_scale, data_root=args.data_root,
-        download=not args.no_download,
-        cache_dir=args.cache_dir or str(Path(args.out) / "cache"),
-        teacher_settings=TeacherSettings(
-            epochs=args.teacher_epochs, lr=args.teacher_lr, seed=args.teacher_seed,
-            recipe=args.teacher_recipe, keep=args.teacher_keep,
-        ),
-    ).validate()  # fmt: skip
+        **values, cache_dir=args.cache_dir or str(Path(args.out) / "cache"), teacher_settings=teacher
+    ).validate()
 
 
 def _fmt(x: float) -> str:

@@ -68,6 +68,8 @@ def test_grid_sweep_writes_every_row_once_and_resumes(tmp_path, local_ray):
     epochs = pd.read_parquet(out / "epochs.parquet")
     teachers = pd.read_parquet(out / "teachers.parquet")
     assert set(trials.config_hash) == expected and trials.config_hash.is_unique
+    # TensorBoard event files (tensorboardX, an install dependency), one per trial, under tune/
+    assert len(list((out / "tune").rglob("events.out.tfevents.*"))) == 10
     assert (trials.status == "ok").all() and trials.test_acc.between(0, 1).all()
     assert (trials.spec_name == "tiny").all() and trials.node_id.str.len().gt(0).all()
     # Every trial has its epochs, under its own trial_id, and nothing else is there.
@@ -179,9 +181,9 @@ def test_study_is_stored_loadable_and_extended_by_a_rerun(tmp_path, local_ray):
 
 def _sweep_cli(path, *args, timeout=180):
     """``qkd-sweep sweep`` in its own process: a hang fails the test instead of stalling it."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import subprocess
+    import sys
+    from pathlib import Path
 
     cli = Path(sys.executable).with_name("qkd-sweep")
     return subprocess.run([str(cli), "sweep", str(path), *args], capture_output=True, text=True, timeout=timeout)
@@ -207,8 +209,8 @@ def test_a_task_larger_than_every_node_is_one_line_not_a_hang(tmp_path):
 
 
 def test_resource_check_counts_teachers_only_when_there_are_some_and_warns_on_a_joined_cluster(local_ray):
-    from sweep.driver import check_resources, connect  # noqa: PLC0415
-    from sweep.spec import Resources  # noqa: PLC0415
+    from sweep.driver import check_resources, connect
+    from sweep.spec import Resources
 
     connect(num_cpus=2)
     big_teacher = Resources(cpus_per_trial=1, cpus_per_teacher=64)

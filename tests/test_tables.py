@@ -315,7 +315,7 @@ def test_the_papers_circuits_for_3_and_4_qubits_share_a_table(tmp_path):
 
 
 def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
-    from sweep.tables import PANEL_TITLE_WIDTH, _build  # noqa: PLC0415
+    from sweep.tables import PANEL_TITLE_WIDTH, _build
 
     # Six settings vary across the groups, as in specs/readings-mnist.yaml: one line of
     # "lr=..., samples_per_class=..., reduction=..., ..." is wider than a panel.

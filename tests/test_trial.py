@@ -92,7 +92,7 @@ def test_validation_split_on_aer_leaves_every_other_number_as_it_was(tmp_path):
 
 def test_seed_streams_of_earlier_runs_are_unchanged():
     # Streams are appended, never reordered: a committed row re-runs to the same number.
-    from workers.trial import _seeds  # noqa: PLC0415
+    from workers.trial import _seeds
 
     for seed in (0, 7):
         old = [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(seed).spawn(4)]

@@ -472,6 +472,61 @@ class TrialConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+#: One line of help per field: the CLI makes its ``qkd-sweep trial`` options from the
+#: fields and these (a new field is one line here, and a test holds every field to one).
+FIELD_HELP: dict[str, str] = {
+    "dataset": "the dataset",
+    "classes": "class subset: 0-5, 0-7, 0,3,5, 0-2,7",
+    "teacher": "none (baseline), or the teacher distilled from",
+    "qubits": "register size; 2^qubits must be at least the number of classes",
+    "temperature": "distillation temperature T",
+    "lam": "weight of the distillation term (0: baseline)",
+    "kd_form": "loss form (see workers.distill)",
+    "kd_defect": "reproduce a released notebook's broken distillation term by name",
+    "seed": "data, initialization, dropout, batch order and shots all derive from it",
+    "student": "; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()),
+    "backend": "simulator: aer, or statevector (exact, torch autograd)",
+    "shots": "shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)",
+    "noise": "Aer noise model, e.g. depolarizing:0.001,0.01",
+    "shift_rule": "parameter-shift rule on aer: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4",
+    "epochs": "student training epochs",
+    "lr": "student learning rate (Adam)",
+    "batch_size": "student batch size",
+    "samples_per_class": "student training samples per class (default: 150 for mnist/fashionmnist, 80 for digits)",
+    "test_samples_per_class": "student test samples per class (same defaults)",
+    "val_samples_per_class": "held-out validation samples per class from the training split (0: none)",
+    "take_available": "take what a class has when it has fewer samples than asked, instead of failing",
+    "selection": "student samples per class: random (by seed) or the first N in split order (the notebooks)",
+    "normalize": "normalize images by the training split's mean/std (off: pixels in [0, 1], the notebooks)",
+    "report_epoch": "the epoch a row reports; best_test selects on the test split (only to replicate the paper)",
+    "reduction": "the amplitude student's reduction to 2^Q features (default fc)",
+    "ansatz": "the amplitude student's circuit; paper = h-ry on 3 qubits, ry otherwise",
+    "layers": "layers of the hea ansatz",
+    "head": "probabilities -> scores (workers.student; default linear, sigmoid-pair for the CNN students)",
+    "head_scale": "initial logit scale of the linear (10) and log (1) heads",
+    "learn_scale": "learn the logit scale of the linear and log heads",
+    "data_root": "folder holding MNIST/raw and FashionMNIST/raw (default: $QKD_DATA_ROOT or ./data)",
+    "download": "download missing data files (online only)",
+    "cache_dir": "teacher cache",
+    "teacher_settings": "how the teacher is trained (TEACHER_HELP)",
+}
+#: The same for the teacher's training settings (the CLI prefixes them with ``teacher-``).
+TEACHER_HELP: dict[str, str] = {
+    "epochs": "teacher training epochs (default: per dataset, architecture and recipe)",
+    "lr": "teacher learning rate (default: per architecture and recipe)",
+    "batch_size": "teacher batch size",
+    "seed": "teacher seed",
+    "recipe": "default (this project's) or paper-code (the notebooks': classic LeNet, lr 1e-3, 10 epochs)",
+    "keep": "the teacher epoch kept: last, or best_test (selection on the test split)",
+}
+#: The values a field may take, where it takes one of a list (validate checks them).
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS, "teacher": TEACHERS, "student": STUDENTS, "backend": BACKENDS,
+    "reduction": REDUCTIONS, "ansatz": ANSATZE, "head": HEADS, "kd_form": KD_FORMS,
+    "kd_defect": KD_DEFECTS, "selection": SELECTIONS, "report_epoch": REPORT_EPOCHS,
+    "shift_rule": SHIFT_RULES, "teacher_recipe": TEACHER_RECIPES, "teacher_keep": TEACHER_KEEPS,
+}  # fmt: skip
+
 #: Defaults (as resolved) of the fields that came after the first result files.
 _LATER_FIELDS: dict[str, tuple] = {
     "val_samples_per_class": (0,),
