@@ -149,7 +149,8 @@ def _sweep_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--fresh", action="store_true", help="discard this spec's results and run everything again")
     p.add_argument("--no-tables", action="store_true", help="do not write and print the tables at the end")
-    p.add_argument("--quiet", "-q", action="store_true", help="less of Ray Tune's progress output")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no Ray Tune tables, even with --verbose (a line per finished trial either way)")  # fmt: skip
 
 
 def _load(args: argparse.Namespace):
@@ -198,7 +199,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     summary = run_sweep(spec, address=args.address, num_cpus=args.num_cpus, fresh=args.fresh,
-                        only=args.only, verbose=0 if args.quiet else 1)  # fmt: skip
+                        only=args.only, verbose=1 if args.verbose and not args.quiet else 0)  # fmt: skip
     for line in summary.lines():
         print(line)
     if spec.search is not None:
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments."
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="log teacher training")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="log teacher training; a sweep also prints Ray Tune's status tables")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     _trial_parser(sub)
     _sweep_parsers(sub)

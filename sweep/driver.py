@@ -155,6 +155,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _quiet_ray_notices()
     # Tune's classic reporter: its columns can be chosen (the new one would print every row's JSON).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not address:
@@ -351,14 +352,66 @@ def _from_dict(d: dict) -> TrialConfig:
     return TrialConfig(**{**d, "teacher_settings": TeacherSettings(**d["teacher_settings"])})
 
 
-class Recorder:
-    """Writes each trial's rows as it ends (a Tune callback; the driver is the only writer)."""
+#: Ray's notices that tell a user of this tool nothing they can act on (the local Ray's
+#: token authentication stays on; only the line announcing it is dropped).
+_RAY_NOTICES = {"ray._private.authentication.authentication_token_setup": "Token authentication is enabled"}
 
-    def __init__(self, spec: Spec, key: str, configs: dict[str, dict] | None, base: dict | None):
+
+def _quiet_ray_notices() -> None:
+    for name, text in _RAY_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "qkd_notice", False) for f in logger.filters):
+            drop = _DropNotice(text)
+            logger.addFilter(drop)
+
+
+class _DropNotice(logging.Filter):
+    qkd_notice = True
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+class Recorder:
+    """Writes each trial's rows as it ends (a Tune callback; the driver is the only writer),
+    and says so in one status line per trial: done, running, left and an ETA."""
+
+    def __init__(self, spec: Spec, key: str, configs: dict[str, dict] | None, base: dict | None,
+                 total: int = 0, progress=None):  # fmt: skip
         self.spec, self.key, self.configs, self.base = spec, key, configs, base
         self.dir = spec.results_dir
         self.epochs: dict[str, dict[int, dict]] = defaultdict(dict)
         self.counts: dict[str, int] = defaultdict(int)
+        self.total, self.progress = total, progress
+        self.running: set[str] = set()
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; the printer stays with the driver.
+        return {**self.__dict__, "progress": None}
+
+    def on_start(self, trial) -> None:
+        self.running.add(trial.trial_id)
+
+    def status_line(self, row: dict) -> str:
+        """``[done/total] what it was: status, accuracy, time; running, left, ETA`` (the ETA from
+        this sweep's own pace so far: elapsed / done x left)."""
+        left = max(0, self.total - self.done)
+        elapsed = time.perf_counter() - self.t0
+        eta = dt.timedelta(seconds=round(elapsed / self.done * left)) if self.done else "?"
+        teacher = row.get("teacher", "?")
+        teacher = "baseline" if teacher == "none" else teacher
+        what = (f"{row.get('dataset', '?')} {row.get('classes', '?')} {row.get('qubits', '?')}q "
+                f"{row.get('student', '')} {teacher} seed {row.get('seed', '?')}")  # fmt: skip
+        acc = row.get("test_acc", math.nan)
+        result = f"test_acc {acc:.4f}" if isinstance(acc, float) and not math.isnan(acc) else "no test_acc"
+        return (f"[{self.done}/{self.total}] {what}: {row.get('status', '?')}, {result}, "
+                f"{row.get('wall_s', math.nan):.0f}s; running {len(self.running)}, left {left}, ETA {eta}")  # fmt: skip
 
     def config_of(self, trial) -> TrialConfig:
         config = trial.config
@@ -423,6 +476,10 @@ class Recorder:
         if teacher:
             append_rows(self.dir / TEACHERS, [teacher], key="teacher_key")
         append_rows(self.dir / TRIALS, [row], key=self.key)
+        self.done += 1
+        self.running.discard(trial.trial_id)
+        if self.progress is not None:
+            self.progress(self.status_line(row))
 
 
 def _isnan(x) -> bool:
@@ -433,6 +490,9 @@ def _callback(recorder: Recorder):
     from ray import tune  # noqa: PLC0415
 
     class _Callback(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            recorder.on_start(trial)
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             recorder.on_result(trial, result)
 
@@ -472,7 +532,7 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if spec.search is None:
         configs = {_label(c): _to_dict(c) for c in trials}
-        recorder = Recorder(spec, "config_hash", configs, None)
+        recorder = Recorder(spec, "config_hash", configs, None, total=len(configs), progress=progress)
         trainable = tune.with_parameters(_student, configs=configs)
         param_space = {"trial": tune.grid_search(list(configs)), "threads": threads}
         tune_kwargs: dict = {}
@@ -481,7 +541,7 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
         from sweep.search import study_setup  # noqa: PLC0415
 
         base = _to_dict(trials[0])
-        recorder = Recorder(spec, "trial_id", None, base)
+        recorder = Recorder(spec, "trial_id", None, base, total=spec.search.num_samples, progress=progress)
         trainable = tune.with_parameters(_student, base=base)
         param_space, tune_kwargs = study_setup(spec, trials[0])
         param_space["threads"] = threads

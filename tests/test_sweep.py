@@ -109,6 +109,11 @@ def test_fresh_reruns_everything_and_cli_prints_tables(tmp_path, local_ray, caps
     assert main(["sweep", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "2 trials planned, 0 already finished" in out
+    # one status line per finished trial: done / total, what, how, running, left and an ETA
+    status = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in status] == ["[1/2", "[2/2"], status
+    assert all(": ok, test_acc " in line and "ETA " in line for line in status)
+    assert "left 0, ETA 0:00:00" in status[-1]
     assert "| Student" in out and "Teacher: LeNet, Student: Quantum, 2 qubit" in out and "Digits 0-3" in out
     results = tmp_path / "results" / "tiny"
     for name in ("tables.md", "tables.tex", "tables.csv", "figures/loss_curves.png", "figures/accuracy_bars.png"):
