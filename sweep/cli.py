@@ -98,7 +98,11 @@ def cmd_trial(args: argparse.Namespace) -> int:
                   f"train_acc {_fmt(r['train_acc'])}  test_loss {_fmt(r['test_loss'])}  "
                   f"test_acc {_fmt(r['test_acc'])}  ({r['wall_s']:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
 
-    result = run_trial(cfg, progress)
+    def teacher_progress(line: str) -> None:
+        if not args.quiet:
+            print(f"teacher {cfg.teacher}: {line}", file=sys.stderr, flush=True)
+
+    result = run_trial(cfg, progress, teacher_progress)
     row = result.row
     # Epochs first, trial row last: a trial row is the mark that a trial finished.
     append_rows(out / EPOCHS, result.epochs)

@@ -267,7 +267,12 @@ def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: boo
     from workers.teachers import prepare_teacher  # noqa: PLC0415
 
     torch.set_num_threads(threads)
-    return prepare_teacher(job.dataset, job.classes, job.arch, job.settings, cache_dir, data_root, download)
+
+    def progress(line: str) -> None:  # Ray forwards a task's stdout to the driver as it is printed
+        print(f"teacher {job.label}: {line}", flush=True)
+
+    return prepare_teacher(job.dataset, job.classes, job.arch, job.settings, cache_dir, data_root, download,
+                           progress)  # fmt: skip
 
 
 def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[dict]:

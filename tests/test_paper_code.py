@@ -265,7 +265,10 @@ def test_classic_lenet_and_alexnet_parameter_counts():
 def test_paper_code_teacher_scores_every_epoch_on_pixels_and_keeps_the_last(tmp_path):
     ds = load_dataset("digits", (0, 1, 2))
     settings = TeacherSettings(recipe="paper-code", epochs=3)
-    t = get_teacher(ds, "lenet", settings, tmp_path)
+    lines = []
+    t = get_teacher(ds, "lenet", settings, tmp_path, progress=lines.append)
+    assert [line.split(" loss")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(" test acc " in line and "ETA" in line for line in lines)
     assert t.key["normalization"].startswith("none") and t.key["recipe_name"] == "paper-code"
     meta = json.loads((t.path / "meta.json").read_text())
     accs = list(meta["epoch_test_accs"])

@@ -48,6 +48,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,12 +265,16 @@ class Training:
         return self.test_accs[i], i + 1
 
 
-def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> Training:
+def train_teacher(
+    dataset: Dataset, arch: str, settings: TeacherSettings, progress: Callable[[str], None] | None = None
+) -> Training:
     """Adam on the whole class-filtered training split, seeded.
 
     The ``paper-code`` recipe (or ``keep: best_test``) scores the test split after
     every epoch, as the notebooks did; ``keep`` says which epoch's weights come back.
+    ``progress`` gets one line per epoch (loss, test accuracy when scored, time, ETA).
     """
+    t0 = time.perf_counter()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = _device()
@@ -291,12 +296,17 @@ def train_teacher(dataset: Dataset, arch: str, settings: TeacherSettings) -> Tra
             loss.backward()
             opt.step()
             total += loss.item() * len(rows)
-        log.info("teacher %s epoch %d/%d loss %.4f", arch, epoch + 1, epochs, total / len(y))
         if score:
             accs.append(_accuracy(_predict(model, dataset.test.images), dataset.test.labels))
-            log.info("teacher %s epoch %d/%d test acc %.4f", arch, epoch + 1, epochs, accs[-1])
             if settings.keep == "best_test" and accs[-1] == max(accs):
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        spent = time.perf_counter() - t0
+        line = (f"epoch {epoch + 1}/{epochs} loss {total / len(y):.4f}"
+                + (f" test acc {accs[-1]:.4f}" if score else "")
+                + f" ({spent:.0f}s, ETA {spent / (epoch + 1) * (epochs - epoch - 1):.0f}s)")  # fmt: skip
+        log.info("teacher %s %s", arch, line)
+        if progress is not None:
+            progress(line)
     model = model.cpu()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -372,7 +382,11 @@ def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "de
 
 
 def get_teacher(
-    dataset: Dataset, arch: str, settings: TeacherSettings, cache_dir: str | Path | Location
+    dataset: Dataset,
+    arch: str,
+    settings: TeacherSettings,
+    cache_dir: str | Path | Location,
+    progress: Callable[[str], None] | None = None,
 ) -> TeacherLogits:
     """The teacher's logits, from the cache when a valid entry exists, else trained now."""
     if arch not in ARCHS:
@@ -395,7 +409,7 @@ def get_teacher(
     t0 = time.perf_counter()
     best_acc, best_epoch, test_accs = math.nan, 0, []
     if not trained_as_one(arch, settings.recipe):
-        members = [get_teacher(dataset, m, settings, cache_dir) for m in ENSEMBLE_MEMBERS]
+        members = [get_teacher(dataset, m, settings, cache_dir, progress) for m in ENSEMBLE_MEMBERS]
 
         tr = ensemble_logits([m.train_logits for m in members])
         te = ensemble_logits([m.test_logits for m in members])
@@ -406,7 +420,7 @@ def get_teacher(
         if model is None:
             from safetensors.torch import save_file  # noqa: PLC0415
 
-            training = train_teacher(dataset, arch, settings)
+            training = train_teacher(dataset, arch, settings, progress)
             model, test_accs = training.model, training.test_accs
             (best_acc, best_epoch) = training.best
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -435,6 +449,7 @@ def prepare_teacher(
     cache_dir: str | Path | Location,
     data_root: str | None = None,
     download: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict, bool]:
     """Train (or find cached) one teacher; its ``teachers.parquet`` row, and whether it was cached.
 
@@ -442,5 +457,5 @@ def prepare_teacher(
     student trial starts, so that no two trials train the same teacher.
     """
     ds = load_dataset(dataset, parse_classes(classes), data_root, download)
-    teacher = get_teacher(ds, arch, settings, cache_dir)
+    teacher = get_teacher(ds, arch, settings, cache_dir, progress)
     return teacher.row(ds, classes), teacher.cached

@@ -72,8 +72,14 @@ def student_samples(dataset: Dataset, cfg: TrialConfig) -> tuple[Split, Split, S
     return train, test, val
 
 
-def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) -> TrialResult:
-    """Train one student as ``cfg`` says and return its result row and epoch rows."""
+def run_trial(
+    cfg: TrialConfig,
+    progress: Callable[[dict], None] | None = None,
+    teacher_progress: Callable[[str], None] | None = None,
+) -> TrialResult:
+    """Train one student as ``cfg`` says and return its result row and epoch rows
+    (``progress`` gets each epoch's report; ``teacher_progress`` a line per teacher epoch
+    when the teacher has to be trained)."""
     cfg.validate()
     r = cfg.resolved()
     t_start = time.perf_counter()
@@ -87,7 +93,7 @@ def run_trial(cfg: TrialConfig, progress: Callable[[dict], None] | None = None) 
     teacher = None
     t_train_logits = None
     if cfg.teacher != "none":
-        teacher = get_teacher(dataset, cfg.teacher, cfg.teacher_settings, cfg.cache_dir)
+        teacher = get_teacher(dataset, cfg.teacher, cfg.teacher_settings, cfg.cache_dir, teacher_progress)
         if cfg.distills:
             t_train_logits = teacher.for_split(dataset.train, train, "train").double()
         log.info("teacher %s %s (test acc %.4f) at %s", cfg.teacher,
