@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sweep.grid import Grid, TeacherJob, expand
+from sweep.lock import SweepLock
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
 from sweep.spec import TRIAL_FIELDS, Resources, Spec, SpecError
 from workers.config import ENSEMBLE_MEMBERS, TrialConfig, trained_as_one
@@ -392,16 +393,14 @@ class Recorder:
         self.epochs: dict[str, dict[int, dict]] = defaultdict(dict)
         self.counts: dict[str, int] = defaultdict(int)
         self.total, self.progress = total, progress
-        self.running: set[str] = set()
+        #: Trials Tune says are running, besides the one just ended (set by the callback).
+        self.running = 0
         self.done = 0
         self.t0 = time.perf_counter()
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks with the experiment state; the printer stays with the driver.
         return {**self.__dict__, "progress": None}
-
-    def on_start(self, trial) -> None:
-        self.running.add(trial.trial_id)
 
     def status_line(self, row: dict) -> str:
         """``[done/total] what it was: status, accuracy, time; running, left, ETA`` (the ETA from
@@ -416,7 +415,7 @@ class Recorder:
         acc = row.get("test_acc", math.nan)
         result = f"test_acc {acc:.4f}" if isinstance(acc, float) and not math.isnan(acc) else "no test_acc"
         return (f"[{self.done}/{self.total}] {what}: {row.get('status', '?')}, {result}, "
-                f"{row.get('wall_s', math.nan):.0f}s; running {len(self.running)}, left {left}, ETA {eta}")  # fmt: skip
+                f"{row.get('wall_s', math.nan):.0f}s; running {self.running}, left {left}, ETA {eta}")  # fmt: skip
 
     def config_of(self, trial) -> TrialConfig:
         config = trial.config
@@ -482,7 +481,6 @@ class Recorder:
             append_rows(self.dir / TEACHERS, [teacher], key="teacher_key")
         append_rows(self.dir / TRIALS, [row], key=self.key)
         self.done += 1
-        self.running.discard(trial.trial_id)
         if self.progress is not None:
             self.progress(self.status_line(row))
 
@@ -494,17 +492,19 @@ def _isnan(x) -> bool:
 def _callback(recorder: Recorder):
     from ray import tune  # noqa: PLC0415
 
-    class _Callback(tune.Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):
-            recorder.on_start(trial)
+    def running(trials, trial) -> int:
+        return sum(1 for t in trials if t is not trial and t.status == "RUNNING")
 
+    class _Callback(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             recorder.on_result(trial, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            recorder.running = running(trials, trial)
             recorder.on_complete(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            recorder.running = running(trials, trial)
             recorder.on_error(trial)
 
     return _Callback()
@@ -606,6 +606,24 @@ def run_sweep(
     jobs = grid.teacher_jobs(pending)
     check_resources(spec.resources, bool(jobs), local, progress)
     _check_writable(results_dir)
+    # One driver per results folder (sweep.lock): a second one refuses, naming the holder.
+    with SweepLock(results_dir, progress):
+        if spec.search is None and not fresh:  # a driver that held the folder before may have added rows
+            done = finished_hashes(results_dir)
+            pending = [c for c in pending if c.config_hash() not in done]
+            summary.skipped = planned - len(pending)
+        if pending:
+            _run_phases(spec, summary, pending, jobs, fresh, progress, verbose)
+        else:
+            progress(f"sweep {spec.name}: the driver that held this folder before finished the rest")
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _run_phases(spec: Spec, summary: Summary, pending: list[TrialConfig], jobs: list[TeacherJob], fresh: bool,
+                progress, verbose: int) -> None:  # fmt: skip
+    """Both phases, with the results folder held; fills in ``summary``."""
+    results_dir = spec.results_dir
     if fresh:  # only once the spec, the filters, the data, the cluster and the disk have been checked
         _clear(spec)
     progress(f"sweep {spec.name}: phase 1: {len(jobs)} teachers; phase 2: "
@@ -626,8 +644,6 @@ def run_sweep(
         from sweep.search import write_best  # noqa: PLC0415
 
         summary.best = write_best(spec)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
 
 
 def _clear(spec: Spec) -> None:
