@@ -61,7 +61,7 @@ from torch import nn
 
 from workers.backends import make_backend
 from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
-from workers.config import DEFAULT_HEAD_SCALE, STUDENT_KINDS, TrialConfig
+from workers.config import DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -117,10 +117,10 @@ class Head(nn.Module):
     def __init__(self, kind: str, n_classes: int, scale: float | None = None, learn_scale: bool = True):
         super().__init__()
         self.kind, self.n_classes = kind, n_classes
-        if kind in ("sigmoid-pair", "softmax-freqs"):
-            return
-        if kind not in DEFAULT_HEAD_SCALE:
+        if kind not in HEADS:
             raise ValueError(f"head: unknown head {kind!r}")
+        if kind not in DEFAULT_HEAD_SCALE:  # the heads without a scale
+            return
         initial = scale if scale is not None else DEFAULT_HEAD_SCALE[kind]
         log_scale = torch.tensor(math.log(initial), dtype=torch.float64)
         if learn_scale:

@@ -42,6 +42,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -93,8 +94,8 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def ClassicLeNet5(n_classes: int) -> LeNet5:  # noqa: N802 (reads as the class it builds)
-    return LeNet5(n_classes, classic=True)
+#: The released notebooks' LeNet-5.
+classic_lenet5 = functools.partial(LeNet5, classic=True)
 
 
 class JointEnsemble(nn.Module):
@@ -130,9 +131,9 @@ class AlexNetMNIST(nn.Module):
 MODELS = {
     "default": {"lenet": LeNet5, "alexnet": AlexNetMNIST},
     "paper-code": {
-        "lenet": ClassicLeNet5,
+        "lenet": classic_lenet5,
         "alexnet": AlexNetMNIST,
-        "ensemble": lambda c: JointEnsemble([AlexNetMNIST(c), ClassicLeNet5(c)]),
+        "ensemble": lambda c: JointEnsemble([AlexNetMNIST(c), classic_lenet5(c)]),
     },
 }
 assert all(trained_as_one(a, r) == (a in m) for r, m in MODELS.items() for a in ARCHS), "MODELS and trained_as_one"
