@@ -11,7 +11,7 @@ import torch
 from qiskit.quantum_info import Statevector
 from qiskit_aer import AerSimulator
 
-import workers.backends as backends
+import workers.backends.aer_direct as aer_direct
 import workers.bench as bench
 from workers.backends import AerBackend, StatevectorBackend, to_qiskit
 from workers.circuits import Circuit, Gate, build_circuit, encoding_params
@@ -20,6 +20,7 @@ TIMINGS = [
     "aer_fwd_us_q3", "aer_grad_us_q3", "aer_fwd_us_q4", "aer_grad_us_q4",
     "naive_fwd_us_q3", "naive_grad_us_q3", "sv_grad_us_q3", "sv_grad_us_q4",
     "trial_wall_s_aer_q3", "peak_rss_mb_trial", "aer_grad_us_per_circuit_q3", "aer_sim_us_per_circuit_q3",
+    "sampled_grad_us_q3", "sampled_us_per_circuit_q3", "sampled_grad_us_q4", "trial_wall_s_sampled_q3",
 ]  # fmt: skip
 
 
@@ -42,6 +43,7 @@ def test_quick_bench_writes_one_flat_json_object(tmp_path, monkeypatch):
         written["naive_grad_us_q3"] / written["aer_grad_us_q3"]
     )
     assert written["aer_direct_path"] is True
+    assert written["trial_same_test_acc"] is True  # same seed and stream on both executors: same counts
     assert written["machine_cores"] >= 1 and written["qiskit_aer_version"]
     if written["pennylane_version"]:
         assert written["pennylane_grad_us_q3"] > 0 and written["pennylane_max_abs_diff_q3"] < 1e-10
@@ -56,9 +58,9 @@ def test_quick_bench_writes_one_flat_json_object(tmp_path, monkeypatch):
 
 def test_missing_hooks_and_pennylane_are_null_not_invented(monkeypatch):
     """What is not measured is written as null, and ratios that need it are null too."""
-    monkeypatch.setattr(bench, "time_aer", lambda c, s: {"fwd_us": 2.0, "grad_us": 4.0, "circuits_per_sample_grad": 27,
-                                                         "grad_us_per_circuit": 0.1, "sim_us_per_circuit": 0.05,
-                                                         "direct": True})  # fmt: skip
+    measured = {"fwd_us": 2.0, "grad_us": 4.0, "circuits_per_sample_grad": 27, "grad_us_per_circuit": 0.1,
+                "sim_us_per_circuit": 0.05, "executor": "aer-direct"}  # fmt: skip
+    monkeypatch.setattr(bench, "time_sampled", lambda c, s, executor: measured)
     monkeypatch.setattr(bench, "time_naive", lambda c, s: {"fwd_us": 100.0, "grad_us": 4000.0,
                                                            "circuits_per_sample_grad": 13, "samples": 2})  # fmt: skip
     monkeypatch.setattr(bench, "time_statevector", lambda c, s: 1.0)
@@ -149,8 +151,8 @@ def test_direct_aer_path_equals_aersimulator_run(noise, monkeypatch):
     c = build_circuit(3, "hea", 2)
     fast = AerBackend(c, shots=0, noise=noise)
     public = AerBackend(c, shots=0, noise=noise, direct=False)
-    assert fast._direct is not None and public._direct is None
-    monkeypatch.setattr(fast._direct, "chunk", 7)  # several Aer calls per batch, the last one short
+    assert fast.executor.direct is not None and public.executor.direct is None
+    monkeypatch.setattr(fast.executor.direct, "chunk", 7)  # several Aer calls per batch, the last one short
     rows = np.random.default_rng(1).uniform(-7, 7, size=(23, c.n_params))
     for values in (rows, rows[:1], rows[:7]):
         assert np.array_equal(fast.run_bound(values), public.run_bound(values))
@@ -162,10 +164,10 @@ def test_aer_keeps_to_the_public_path_when_the_direct_one_cannot_be_built(monkey
     def broken(*args, **kwargs):
         raise AttributeError("no controller here")
 
-    monkeypatch.setattr(backends, "_DirectAer", broken)
+    monkeypatch.setattr(aer_direct, "DirectAer", broken)
     c = build_circuit(3, "h-ry")
     backend = AerBackend(c, shots=0)
-    assert backend._direct is None and "AerSimulator.run" in caplog.text
+    assert backend.executor.direct is None and "AerSimulator.run" in caplog.text
     g = torch.Generator().manual_seed(0)
     enc = encoding_params(c, torch.randn(4, 8, generator=g, dtype=torch.float64))
     w = torch.rand(c.n_weights, generator=g, dtype=torch.float64)
@@ -189,12 +191,12 @@ def test_aer_run_leaves_the_garbage_collector_as_it_found_it():
 def test_aer_threads_follow_the_request_then_openmp(monkeypatch):
     """Ray sets OMP_NUM_THREADS to a worker's CPUs; a trial there must not run Aer on every core."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert backends._aer_threads(0) == 1 and backends._aer_threads(3) == 3
+    assert aer_direct.aer_threads(0) == 1 and aer_direct.aer_threads(3) == 3
     c = build_circuit(3, "h-ry")
-    assert AerBackend(c, shots=0)._direct._config.shots == 1
+    assert AerBackend(c, shots=0).executor.direct._config.shots == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert backends._aer_threads(None) >= 1
-    assert AerBackend(c, shots=0, max_parallel_threads=2)._direct._config.shots == 2
+    assert aer_direct.aer_threads(None) >= 1
+    assert AerBackend(c, shots=0, max_parallel_threads=2).executor.direct._config.shots == 2
 
 
 def test_bench_subcommand_parses_and_prints_the_table(monkeypatch, capsys, tmp_path):

@@ -25,6 +25,8 @@ TRIAL_COLUMNS = {
     "student", "kd_defect", "shift_rule", "selection", "normalize", "report_epoch", "selects_on_test",
     "learn_scale", "teacher_recipe", "teacher_keep", "n_params", "reported_epoch", "last_test_acc",
     "teacher_best_test_acc",
+    # what ran: executor, measurement and gradient apart, and where the torch executor ran
+    "gradient", "device", "executor", "measurement",
 }  # fmt: skip
 EPOCH_COLUMNS = {"trial_id", "epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss",
                  "test_acc", "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s"}  # fmt: skip

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.backends import AerBackend, StatevectorBackend
+from workers.backends import StatevectorBackend, make_backend
 from workers.circuits import Circuit, _encoding_gates, build_circuit, encoding_params
 
 BENCH_ANSATZ = "hea"
@@ -153,13 +153,15 @@ def machine_info() -> dict:
     return info
 
 
-# --------------------------------------------------------------------------- aer
-def time_aer(circuit: Circuit, sizes: Sizes, shots: int = SHOTS) -> dict:
-    """Per-sample forward and forward + parameter-shift gradient on the project's Aer path."""
+# --------------------------------------------------------------------------- sampled
+def time_sampled(circuit: Circuit, sizes: Sizes, executor: str = "aer", shots: int = SHOTS) -> dict:
+    """Per-sample forward and forward + parameter-shift gradient with ``shots`` on an executor
+    (``aer``: the project's Aer path; ``statevector``: the torch executor), the same
+    measurement and gradient code on both."""
     batch = max(sizes.aer_grad_batch, sizes.aer_fwd_batch)
     features, weights, upstream = bench_inputs(circuit, batch)
     enc = encoding_params(circuit, features).detach()
-    backend = AerBackend(circuit, shots=shots, seed=0)
+    backend = make_backend(executor, circuit, shots, None, 0, gradient="parameter-shift")
     fwd_enc = enc[: sizes.aer_fwd_batch]
     grad_enc, grad_up = enc[: sizes.aer_grad_batch], upstream[: sizes.aer_grad_batch]
 
@@ -184,7 +186,7 @@ def time_aer(circuit: Circuit, sizes: Sizes, shots: int = SHOTS) -> dict:
         "circuits_per_sample_grad": per_sample,
         "grad_us_per_circuit": grad / (sizes.aer_grad_batch * per_sample) * 1e6,
         "sim_us_per_circuit": sim / (sizes.aer_grad_batch * per_sample) * 1e6,
-        "direct": backend._direct is not None,
+        "executor": backend.executor.name,
     }
 
 
@@ -304,8 +306,9 @@ def has_mnist(data_root: str | None) -> bool:
     return root is not None and all((root / f).is_file() for f in MNIST_FILES)
 
 
-def trial_settings(data_root: str | None, sizes: Sizes, cache_dir: str) -> dict:
-    """The paper's trial as TrialConfig fields: real MNIST when its files are there, else digits at the same sizes."""
+def trial_settings(data_root: str | None, sizes: Sizes, cache_dir: str, backend: str = "aer") -> dict:
+    """The paper's trial as TrialConfig fields: real MNIST when its files are there, else digits at the same sizes;
+    5000 shots on ``backend`` (the torch executor samples them too)."""
     root = data_root or os.environ.get("QKD_DATA_ROOT")
     mnist = has_mnist(root)
     return {
@@ -313,7 +316,7 @@ def trial_settings(data_root: str | None, sizes: Sizes, cache_dir: str) -> dict:
         "classes": "0-5",
         "teacher": "lenet",
         "qubits": 3,
-        "backend": "aer",
+        "backend": backend,
         "shots": SHOTS,
         "epochs": sizes.epochs,
         "samples_per_class": sizes.samples_per_class,
@@ -351,16 +354,25 @@ def cache_teacher(settings: dict) -> None:
 
 
 def _trial_child(settings_json: str) -> None:
-    """Entry point of the child process: one trial, then its wall time and peak memory on stdout."""
+    """Entry point of the child process: a one-epoch warm-up trial on two samples per class
+    (what a worker has done before its second trial: imports, the data loaded, the teacher's
+    logits read), then the trial, then its wall time and peak memory on stdout."""
     from workers.trial import run_trial  # noqa: PLC0415
 
-    cfg = _config(json.loads(settings_json))
+    settings = json.loads(settings_json)
+    t0 = time.perf_counter()
+    run_trial(_config({**settings, "epochs": 1, "samples_per_class": 2, "test_samples_per_class": 2,
+                       "take_available": True}))  # fmt: skip
+    first = time.perf_counter() - t0
+    cfg = _config(settings)
     t0 = time.perf_counter()
     result = run_trial(cfg)
     wall = time.perf_counter() - t0
     row = result.row
     report = {
         "wall_s": wall,
+        "warmup_s": first,
+        "executor": row.get("executor"),
         "row_wall_s": row.get("wall_s"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "status": row.get("status"),
@@ -405,10 +417,16 @@ TABLE = (
     ("sv_grad_us_q3", "statevector forward + backward, 3 qubits", "us/sample"),
     ("sv_grad_us_q4", "statevector forward + backward, 4 qubits", "us/sample"),
     ("pennylane_grad_us_q3", "PennyLane default.qubit backprop, 3 qubits", "us/sample"),
+    ("sampled_grad_us_q3", "torch executor, 5000 shots, + parameter shift, 3 qubits", "us/sample"),
+    ("sampled_us_per_circuit_q3", "  per bound circuit, 3 qubits", "us"),
+    ("sampled_grad_us_q4", "torch executor, 5000 shots, + parameter shift, 4 qubits", "us/sample"),
     ("trial_wall_s_aer_q3", "one trial, paper settings, Aer", "s"),
+    ("trial_wall_s_sampled_q3", "the same trial, torch executor, 5000 shots", "s"),
     ("peak_rss_mb_trial", "peak memory of that trial's process", "MB"),
     ("sweep_speedup_2_workers", "8-trial sweep, 1 worker / 2 workers", "x"),
     ("ratio_naive_over_aer_grad_q3", "naive / Aer (gradient), 3 qubits", "x"),
+    ("ratio_aer_over_sampled_per_circuit_q3", "Aer / torch executor, per circuit, 3 qubits", "x"),
+    ("ratio_trial_aer_over_sampled_q3", "Aer / torch executor, one trial", "x"),
     ("ratio_pennylane_over_sv_grad_q3", "PennyLane / statevector, 3 qubits", "x"),
 )
 
@@ -477,6 +495,13 @@ def run_bench(
         progress(f"bench: statevector backend, {n} qubits")
         result[f"sv_grad_us_q{n}"] = time_statevector(bench_circuit(n), sizes)
 
+    for n in (3, 4):
+        progress(f"bench: torch executor with {SHOTS} shots, {n} qubits")
+        sampled = time_sampled(bench_circuit(n), sizes, "statevector")
+        result[f"sampled_fwd_us_q{n}"] = sampled["fwd_us"]
+        result[f"sampled_grad_us_q{n}"] = sampled["grad_us"]
+        result[f"sampled_us_per_circuit_q{n}"] = sampled["grad_us_per_circuit"]
+
     progress("bench: PennyLane default.qubit, 3 qubits")
     pl = time_pennylane(bench_circuit(3), sizes)
     result["pennylane_grad_us_q3"] = pl[0] if pl else None
@@ -484,13 +509,13 @@ def run_bench(
 
     for n in (3, 4):
         progress(f"bench: Aer path, {n} qubits")
-        aer = time_aer(bench_circuit(n), sizes)
+        aer = time_sampled(bench_circuit(n), sizes, "aer")
         result[f"aer_fwd_us_q{n}"] = aer["fwd_us"]
         result[f"aer_grad_us_q{n}"] = aer["grad_us"]
         result[f"aer_circuits_per_sample_grad_q{n}"] = aer["circuits_per_sample_grad"]
         result[f"aer_grad_us_per_circuit_q{n}"] = aer["grad_us_per_circuit"]
         result[f"aer_sim_us_per_circuit_q{n}"] = aer["sim_us_per_circuit"]
-        result["aer_direct_path"] = aer["direct"]
+        result["aer_direct_path"] = aer["executor"] == "aer-direct"
 
     progress("bench: naive per-sample loop, 3 qubits")
     naive = time_naive(bench_circuit(3), sizes)
@@ -505,15 +530,23 @@ def run_bench(
         settings = trial_settings(data_root, sizes, str(cache_dir))
         progress(f"bench: caching the teacher ({settings['dataset']})")
         cache_teacher(settings)
-        progress(f"bench: one trial on {settings['dataset']} in a child process")
+        progress(f"bench: one trial on {settings['dataset']} in a child process, Aer")
         trial = run_trial_in_child(settings)
+        progress(f"bench: the same trial on the torch executor, {SHOTS} shots")
+        fast = run_trial_in_child(trial_settings(data_root, sizes, str(cache_dir), backend="statevector"))
     result.update({
         "trial_dataset": settings["dataset"], "trial_epochs": settings["epochs"],
         "trial_n_train": trial["n_train"], "trial_n_test": trial["n_test"],
         "trial_wall_s_aer_q3": trial["wall_s"], "trial_process_wall_s": trial["process_wall_s"],
+        "trial_warmup_s_aer_q3": trial.get("warmup_s"), "trial_executor_aer": trial.get("executor"),
         "trial_status": trial["status"], "trial_test_acc": trial["test_acc"],
         "trial_teacher_cached": trial["teacher_cached"], "trial_circuit_executions": trial["circuit_executions"],
         "peak_rss_mb_trial": trial["peak_rss_mb"],
+        "trial_wall_s_sampled_q3": fast["wall_s"], "trial_process_wall_s_sampled": fast["process_wall_s"],
+        "trial_warmup_s_sampled_q3": fast.get("warmup_s"), "trial_status_sampled": fast["status"],
+        "trial_test_acc_sampled": fast["test_acc"], "peak_rss_mb_trial_sampled": fast["peak_rss_mb"],
+        # The same seed, stream and probabilities (to ~1e-12): the same counts, so the same accuracy.
+        "trial_same_test_acc": fast["test_acc"] == trial["test_acc"],
     })  # fmt: skip
 
     result["sweep_speedup_2_workers"] = None
@@ -523,6 +556,10 @@ def run_bench(
         result.update(measured if isinstance(measured, dict) else {"sweep_speedup_2_workers": float(measured)})
 
     result["ratio_naive_over_aer_grad_q3"] = result["naive_grad_us_q3"] / result["aer_grad_us_q3"]
+    result["ratio_aer_over_sampled_per_circuit_q3"] = (
+        result["aer_grad_us_per_circuit_q3"] / result["sampled_us_per_circuit_q3"]
+    )
+    result["ratio_trial_aer_over_sampled_q3"] = result["trial_wall_s_aer_q3"] / result["trial_wall_s_sampled_q3"]
     pl_us = result["pennylane_grad_us_q3"]
     result["ratio_pennylane_over_sv_grad_q3"] = pl_us / result["sv_grad_us_q3"] if pl_us else None
     result["load_avg_1m_end"] = os.getloadavg()[0]

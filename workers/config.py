@@ -17,7 +17,13 @@ from typing import Any
 
 DATASETS = ("mnist", "fashionmnist", "digits")
 TEACHERS = ("none", "lenet", "alexnet", "ensemble")
+#: Executors (workers.backends): Qiskit Aer, or the torch statevector.
 BACKENDS = ("aer", "statevector")
+#: Gradients (workers.backends.gradient): torch autograd (exact statevector only) or the
+#: parameter-shift rule (any executor, any shots).
+GRADIENTS = ("autograd", "parameter-shift")
+#: Where the torch statevector executor runs.
+DEVICES = ("cpu", "cuda")
 REDUCTIONS = ("fc", "avgpool", "maxpool", "crop", "pca")
 ANSATZE = ("paper", "h-ry", "ry", "hea")
 HEADS = ("linear", "log", "sigmoid-pair", "softmax-freqs")
@@ -152,6 +158,8 @@ def parse_classes(spec: str | list[int] | tuple[int, ...], n_total: int = 10) ->
                     lo, hi = (int(p) for p in part.split("-", 1))
                     if hi < lo:
                         raise ConfigError("classes", f"range {part!r} runs backwards")
+                    if lo < 0 or hi >= n_total:  # checked before the range is built: 0-99999999999
+                        raise ConfigError("classes", f"{spec!r}: range {part!r} runs outside 0..{n_total - 1}")
                     labels.extend(range(lo, hi + 1))
                 else:
                     labels.append(int(part))
@@ -239,8 +247,12 @@ class TrialConfig:
     #: ``0``: exact probabilities.
     shots: int | None = None
     noise: str | None = None
-    #: The parameter-shift rule on Aer (SHIFT_RULES).
+    #: The parameter-shift rule (SHIFT_RULES), where the gradient is parameter-shift.
     shift_rule: str = "exact"
+    #: ``None``: autograd on the exact statevector, parameter-shift otherwise (GRADIENTS).
+    gradient: str | None = None
+    #: Where the statevector executor runs (DEVICES); not part of the result's identity.
+    device: str = "cpu"
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 32
@@ -292,6 +304,16 @@ class TrialConfig:
         return self.shots
 
     @property
+    def effective_gradient(self) -> str:
+        """Autograd where it is exact (the statevector without shots), else parameter-shift;
+        empty for a student that runs no circuit."""
+        if not self.kind.quantum:
+            return ""
+        if self.gradient is not None:
+            return self.gradient
+        return "autograd" if self.backend == "statevector" and not self.effective_shots else "parameter-shift"
+
+    @property
     def effective_samples_per_class(self) -> int:
         return self.samples_per_class or DEFAULT_SAMPLES_PER_CLASS[self.dataset]
 
@@ -339,7 +361,8 @@ class TrialConfig:
             self,
             backend=self.backend if kind.quantum else "",
             shots=self.effective_shots,
-            shift_rule=self.shift_rule if kind.quantum and self.backend == "aer" else "",
+            gradient=self.effective_gradient,
+            shift_rule=self.shift_rule if self.effective_gradient == "parameter-shift" else "",
             samples_per_class=self.effective_samples_per_class,
             test_samples_per_class=self.effective_test_samples_per_class,
             reduction=(self.reduction or "fc") if kind.uses_reduction else "",
@@ -387,14 +410,14 @@ class TrialConfig:
                 raise ConfigError("ansatz", f"the {self.student} student's circuit is fixed; leave it unset")
         labels = self.class_labels  # raises with the field name
         positive_int("qubits", self.qubits, 2)
+        if self.qubits > 10:  # before 2**qubits, which for 10**15 qubits would not finish
+            raise ConfigError("qubits", f"{self.qubits} is more than this simulator path supports (10)")
         if 2**self.qubits < len(labels):
             raise ConfigError(
                 "qubits",
                 f"{self.qubits} qubits give {2**self.qubits} basis states, "
                 f"fewer than the {len(labels)} classes in {self.classes!r}",
             )
-        if self.qubits > 10:
-            raise ConfigError("qubits", f"{self.qubits} is more than this simulator path supports (10)")
         if not isinstance(self.temperature, int | float) or self.temperature <= 0:
             raise ConfigError("temperature", f"must be > 0, got {self.temperature!r}")
         if not isinstance(self.lam, int | float) or not 0 <= self.lam <= 1:
@@ -409,13 +432,23 @@ class TrialConfig:
             raise ConfigError("head_scale", f"must be > 0, got {self.head_scale!r}")
         if self.shots is not None:
             positive_int("shots", self.shots, 0)
-            if self.backend == "statevector" and self.shots > 0 and kind.quantum:
+        if self.gradient is not None:
+            choice("gradient", GRADIENTS)
+            if not kind.quantum:
+                raise ConfigError("gradient", f"the {self.student} student runs no circuit; leave it unset")
+            if self.gradient == "autograd" and self.backend != "statevector":
+                raise ConfigError("gradient", f"autograd needs the statevector backend, not {self.backend!r}")
+            if self.gradient == "autograd" and self.effective_shots:
                 raise ConfigError(
-                    "shots",
-                    f"the statevector backend is exact; got {self.shots} (use shots 0, or backend aer to sample)",
+                    "gradient",
+                    f"autograd differentiates exact probabilities; with shots {self.effective_shots} "
+                    "use parameter-shift, or set shots 0",
                 )
-        if self.shift_rule != "exact" and (self.backend != "aer" or not kind.quantum):
-            raise ConfigError("shift_rule", "applies to the aer backend's parameter-shift gradients only")
+        if self.shift_rule != "exact" and self.effective_gradient != "parameter-shift":
+            raise ConfigError("shift_rule", "applies to parameter-shift gradients only (set gradient parameter-shift)")
+        choice("device", DEVICES)
+        if self.device != "cpu" and (self.backend != "statevector" or not kind.quantum):
+            raise ConfigError("device", "only the statevector backend runs on a GPU (aer: qiskit-aer-gpu, see docs)")
         if self.noise is not None:
             if not kind.quantum:
                 raise ConfigError("noise", f"the {self.student} student runs no circuit")
@@ -448,8 +481,14 @@ class TrialConfig:
         """What decides the result, from the resolved form: no paths, and nothing a
         setting makes moot (T and λ of a baseline, a baseline's teacher settings)."""
         d = self.resolved().to_dict()
-        for k in ("data_root", "download", "cache_dir"):
+        for k in ("data_root", "download", "cache_dir", "device"):
             d.pop(k)
+        # The gradient is left out where it is what the backend and shots always meant
+        # (before it was a setting of its own), so that those runs keep their hashes.
+        if d["gradient"] == ("autograd" if d["backend"] == "statevector" and not d["shots"] else "parameter-shift"):
+            d.pop("gradient")
+        elif d["gradient"] == "":
+            d.pop("gradient")
         d["classes"] = list(self.class_labels)
         if not self.distills:  # a baseline is the same experiment whatever T and lam say
             d["temperature"] = d["lam"] = d["kd_form"] = d["kd_defect"] = None
@@ -485,10 +524,13 @@ FIELD_HELP: dict[str, str] = {
     "kd_defect": "reproduce a released notebook's broken distillation term by name",
     "seed": "data, initialization, dropout, batch order and shots all derive from it",
     "student": "; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()),
-    "backend": "simulator: aer, or statevector (exact, torch autograd)",
+    "backend": "simulator: aer (Qiskit Aer), or statevector (torch; exact, or sampled with shots)",
     "shots": "shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)",
     "noise": "Aer noise model, e.g. depolarizing:0.001,0.01",
-    "shift_rule": "parameter-shift rule on aer: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4",
+    "shift_rule": "parameter-shift rule: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4",
+    "gradient": "autograd (exact statevector only) or parameter-shift (any backend, any shots); "
+    "default: autograd where exact, else parameter-shift",
+    "device": "where the statevector backend runs: cpu, or cuda when torch sees a GPU",
     "epochs": "student training epochs",
     "lr": "student learning rate (Adam)",
     "batch_size": "student batch size",
@@ -524,7 +566,8 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS, "teacher": TEACHERS, "student": STUDENTS, "backend": BACKENDS,
     "reduction": REDUCTIONS, "ansatz": ANSATZE, "head": HEADS, "kd_form": KD_FORMS,
     "kd_defect": KD_DEFECTS, "selection": SELECTIONS, "report_epoch": REPORT_EPOCHS,
-    "shift_rule": SHIFT_RULES, "teacher_recipe": TEACHER_RECIPES, "teacher_keep": TEACHER_KEEPS,
+    "shift_rule": SHIFT_RULES, "gradient": GRADIENTS, "device": DEVICES,
+    "teacher_recipe": TEACHER_RECIPES, "teacher_keep": TEACHER_KEEPS,
 }  # fmt: skip
 
 #: Defaults (as resolved) of the fields that came after the first result files.

@@ -248,13 +248,17 @@ class ClassicalControl(_Student):
         return torch.softmax(self.mix(self.cnn(images)).to(torch.float64), dim=1)
 
 
+def _backend(cfg: TrialConfig, circuit: Circuit, shot_seed: int):
+    return make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule, cfg.gradient, cfg.device)
+
+
 def _head_kw(cfg: TrialConfig) -> dict:
     return {"scale": cfg.head_scale, "learn_scale": cfg.learn_scale}
 
 
 def _amplitude(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
     circuit = build_circuit(cfg.qubits, cfg.ansatz, cfg.layers)
-    backend = make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule)
+    backend = _backend(cfg, circuit, shot_seed)
     reduction = Reduction(cfg.reduction, cfg.qubits, train_images, seed=seed)
     return QuantumStudent(circuit, backend, cfg.n_classes, reduction, head=cfg.head,
                           head_scale=cfg.head_scale, learn_scale=cfg.learn_scale,
@@ -263,7 +267,7 @@ def _amplitude(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_see
 
 def _cnn_angle(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
     circuit = build_angle_circuit(cfg.qubits)
-    backend = make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule)
+    backend = _backend(cfg, circuit, shot_seed)
     return AngleStudent(circuit, backend, cfg.n_classes, cfg.head, **_head_kw(cfg))
 
 
