@@ -88,6 +88,11 @@ class Resources:
     max_concurrent_trials: int | None = None
     #: Retries of a trial (or teacher task) whose worker failed, before it is recorded as an error.
     max_failures: int = 2
+    #: Phase 1 gives up (one line, nothing written) after this long with a teacher task that Ray
+    #: has not started and nothing of phase 1 moving (sweep.driver.TeacherWatch); null: waits.
+    teacher_start_timeout_s: float | None = 600.0
+    #: ... and on a started teacher that reports no progress (a line per epoch) for this long; null: never.
+    teacher_progress_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,9 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     for key in ("gpus_per_trial", "gpus_per_teacher", "max_failures"):
         if key in res and res[key] < 0:
             r.fail(f"resources.{key}", f"must be >= 0, got {res[key]!r}")
+    for key in ("teacher_start_timeout_s", "teacher_progress_timeout_s"):
+        if res.get(key) is not None and res[key] <= 0:
+            r.fail(f"resources.{key}", f"must be > 0 (or null: no bound), got {res[key]!r}")
     if res.get("max_concurrent_trials") is not None and res["max_concurrent_trials"] < 1:
         r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
 

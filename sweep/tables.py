@@ -64,7 +64,7 @@ from workers.io import atomic_write
 
 #: Student settings that make two trials different experiments (those absent in a file are skipped).
 SETTINGS = (
-    "backend", "shots", "noise", "epochs", "lr", "batch_size", "samples_per_class",
+    "backend", "shots", "noise", "test_noise", "noise_scale", "epochs", "lr", "batch_size", "samples_per_class",
     "test_samples_per_class", "val_samples_per_class", "reduction", "ansatz", "layers", "head",
     "learn_scale", "take_available",
     # the student kind and the protocol: rows that differ in any are never averaged or paired
@@ -117,11 +117,12 @@ def _load(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, p
     d = Path(results_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"results folder not found: {d}")
-    if not (d / TRIALS).is_file():
+    # exists, not is_file: during a sweep (or after a killed one) trials and epochs are folders of parts
+    if not (d / TRIALS).exists():
         raise FileNotFoundError(f"no {TRIALS} in {d} (run a sweep into it first)")
     trials = pd.read_parquet(d / TRIALS)
-    epochs = pd.read_parquet(d / EPOCHS) if (d / EPOCHS).is_file() else None
-    teachers = pd.read_parquet(d / TEACHERS) if (d / TEACHERS).is_file() else None
+    epochs = pd.read_parquet(d / EPOCHS) if (d / EPOCHS).exists() else None
+    teachers = pd.read_parquet(d / TEACHERS) if (d / TEACHERS).exists() else None
     return trials, epochs, teachers
 
 

@@ -101,6 +101,22 @@ class Location:
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
 
+    def is_dir(self) -> bool:
+        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+
+    def files(self) -> list[Location]:
+        """The files directly in this folder, by name (none when it is not a folder)."""
+        if not self.is_dir():
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path))
+        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        return [self / name for name in names]
+
+    def move(self, to: Location) -> None:
+        """Rename this file or folder to ``to`` (one rename on a local disk; an object store
+        copies and deletes)."""
+        self.fs.move(self.path, to.path)
+
     def mkdir(self) -> None:
         self.fs.create_dir(self.path, recursive=True)
 
