@@ -568,12 +568,23 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[d
     return rows
 
 
-def _student(config: dict, configs: dict[str, dict] | None = None, base: dict | None = None) -> None:
-    """Phase 2, in a Ray Tune trial: one student, reported to Tune once per epoch.
+#: A grid trial reports to Tune at most this often (its epochs are buffered in between and
+#: sent with the next report; the last report carries the whole row). Every report is a
+#: round trip through Tune's controller (~0.5 s on a busy 2-core machine), which would
+#: dominate trials of a second or two; a study reports every epoch, for its scheduler.
+REPORT_EVERY_S = 5.0
 
-    The last epoch's report carries the whole result row (``row_json``), so
-    that the driver writes it and a scheduler sees the same number of
-    iterations as there are epochs.
+
+def _student(config: dict, configs: dict[str, dict] | None = None, base: dict | None = None,
+             groups: dict[str, list[str]] | None = None) -> None:  # fmt: skip
+    """Phase 2, in a Ray Tune trial: one student (or, for a grid with
+    ``resources.trials_per_task`` > 1, several in turn), reported to Tune as it trains.
+
+    Each config's last report carries its whole result row (``row_json``), which the
+    driver writes at once; epochs reach Tune every epoch for a study (so that its
+    scheduler sees one iteration per epoch) and at most every ``report_every_s`` for a
+    grid, buffered in between (``epochs_json`` of the report), and flushed before a
+    trial that raises gives up.
     """
     import ray  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -582,25 +593,49 @@ def _student(config: dict, configs: dict[str, dict] | None = None, base: dict | 
     from workers.trial import run_trial  # noqa: PLC0415
 
     if configs is not None:
-        cfg = _from_dict(configs[config["trial"]])
+        members = [_from_dict(configs[label]) for label in (groups or {}).get(config["trial"], [config["trial"]])]
     else:  # a study: the base config with the sampled values
-        cfg = _sampled(base, config)
+        members = [_sampled(base, config)]
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    held: dict = {}
+    every = float(config.get("report_every_s", 0.0))
+    node = ray.get_runtime_context().get_node_id()
+    for cfg in members:
+        reports = _Reports(tune.report, every, cfg.epochs)
+        try:
+            result = run_trial(cfg, reports.epoch)
+        except BaseException:
+            reports.flush()  # the epochs it did finish go into its error row
+            raise
+        row = {**result.row, "node_id": node}
+        last = result.epochs[-1] if result.epochs else {}
+        metrics = {k: math.nan for k in ("val_acc", "val_loss", "test_acc", "train_loss")}
+        metrics.update({k: v for k, v in last.items() if k != "trial_id"})
+        tune.report({**metrics, "status": row["status"], "row_json": json.dumps(row),
+                     "epochs_json": json.dumps(result.epochs),
+                     "teacher_json": json.dumps(result.teacher) if result.teacher else ""})  # fmt: skip
 
-    def report(r: dict) -> None:
-        metrics = {k: v for k, v in r.items() if k != "trial_id"}
-        if r["epoch"] < cfg.epochs:
-            tune.report(metrics)
-        else:
-            held.update(metrics)
 
-    result = run_trial(cfg, report)
-    row = {**result.row, "node_id": ray.get_runtime_context().get_node_id()}
-    last = held or {k: math.nan for k in ("val_acc", "val_loss", "test_acc", "train_loss")}
-    tune.report({**last, "status": row["status"], "row_json": json.dumps(row),
-                 "epochs_json": json.dumps(result.epochs),
-                 "teacher_json": json.dumps(result.teacher) if result.teacher else ""})  # fmt: skip
+class _Reports:
+    """One config's epochs on their way to Tune: buffered, sent at most every ``every`` seconds
+    (0: each epoch), the last epoch kept for the report that carries the row."""
+
+    def __init__(self, send, every: float, epochs: int):
+        self.send, self.every, self.epochs = send, every, epochs
+        self.pending: list[dict] = []
+        self.sent = time.monotonic()
+
+    def epoch(self, r: dict) -> None:
+        if r["epoch"] >= self.epochs:
+            return
+        self.pending.append({k: v for k, v in r.items() if k != "trial_id"})
+        if time.monotonic() - self.sent >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send({**self.pending[-1], "epochs_json": json.dumps(self.pending)})
+            self.pending = []
+        self.sent = time.monotonic()
 
 
 def _sampled(base: dict, config: dict) -> TrialConfig:
@@ -648,8 +683,10 @@ class Recorder:
     and says so in one status line per trial: done, running, left and an ETA."""
 
     def __init__(self, spec: Spec, key: str, configs: dict[str, dict] | None, base: dict | None,
-                 total: int = 0, progress=None):  # fmt: skip
-        self.spec, self.key, self.configs, self.base = spec, key, configs, base
+                 total: int = 0, progress=None, groups: dict[str, list[str]] | None = None):  # fmt: skip
+        self.spec, self.key, self.configs, self.base, self.groups = spec, key, configs, base, groups
+        #: Tune trial id -> config hashes whose rows were written (a task of several configs).
+        self.written: dict[str, set[str]] = defaultdict(set)
         self.dir = spec.results_dir
         #: One part per finished trial (sweep.results): the cost of a write does not grow with the table.
         self.trials_out = PartedTable(self.dir / TRIALS, key)
@@ -683,42 +720,55 @@ class Recorder:
         return (f"[{self.done}/{self.total}] {what}: {row.get('status', '?')}, {result}, "
                 f"{row.get('wall_s', math.nan):.0f}s; running {self.running}, left {left}, ETA {eta}")  # fmt: skip
 
-    def config_of(self, trial) -> TrialConfig:
+    def members(self, trial) -> list[str]:
+        """The config labels a grid trial runs, in order (one, unless trials_per_task > 1)."""
+        label = trial.config["trial"]
+        return (self.groups or {}).get(label, [label])
+
+    def config_of(self, trial, label: str | None = None) -> TrialConfig:
         config = trial.config
         if self.configs is not None:
-            return _from_dict(self.configs[config["trial"]])
+            return _from_dict(self.configs[label or self.members(trial)[0]])
         return _sampled(self.base, config)
 
-    def on_result(self, trial, result: dict) -> None:
-        if "epoch" in result and "row_json" not in result and not _isnan(result.get("epoch")):
-            epoch = int(result["epoch"])
-            if epoch == 1:  # a retried trial starts over
-                self.epochs[trial.trial_id].clear()
-            keep = ("epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss", "test_acc",
-                    "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s")  # fmt: skip
-            self.epochs[trial.trial_id][epoch] = {k: result[k] for k in keep if k in result}
+    _EPOCH_KEYS = ("epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss", "test_acc",
+                   "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s")  # fmt: skip
 
-    def on_complete(self, trial) -> None:
-        result = trial.last_result or {}
-        if result.get("row_json"):
+    def on_result(self, trial, result: dict) -> None:
+        if result.get("row_json"):  # a config finished: its rows now, whatever its task runs next
             row = json.loads(result["row_json"])
             epochs = json.loads(result["epochs_json"])
             teacher = json.loads(result["teacher_json"]) if result.get("teacher_json") else None
             self.counts["nan_loss" if row["status"] == "nan_loss" else "finished"] += 1
-        else:  # stopped by the scheduler before its last epoch
-            scheduler = self.spec.search.scheduler if self.spec.search else ""
-            row, epochs = self.unfinished(trial, "pruned", f"stopped by the {scheduler} scheduler after epoch {{n}}")
-            teacher = None
-            self.counts["pruned"] += 1
-        self.write(trial, row, epochs, teacher)
+            self.written[trial.trial_id].add(row["config_hash"])
+            self.epochs[trial.trial_id].clear()
+            self.write(trial, row, epochs, teacher)
+            return
+        if "epoch" in result and not _isnan(result.get("epoch")):
+            reported = json.loads(result["epochs_json"]) if result.get("epochs_json") else [result]
+            for r in reported:
+                epoch = int(r["epoch"])
+                if epoch == 1:  # a retried trial (or the next config of its task) starts over
+                    self.epochs[trial.trial_id].clear()
+                self.epochs[trial.trial_id][epoch] = {k: r[k] for k in self._EPOCH_KEYS if k in r}
 
-    def unfinished(self, trial, status: str, reason: str) -> tuple[dict, list[dict]]:
+    def on_complete(self, trial) -> None:
+        result = trial.last_result or {}
+        if result.get("row_json"):
+            return  # written as it was reported
+        scheduler = self.spec.search.scheduler if self.spec.search else ""
+        row, epochs = self.unfinished(trial, "pruned", f"stopped by the {scheduler} scheduler after epoch {{n}}")
+        self.counts["pruned"] += 1
+        self.write(trial, row, epochs, None)
+
+    def unfinished(self, trial, status: str, reason: str, label: str | None = None) -> tuple[dict, list[dict]]:
         """The row of a trial that did not reach its last epoch, and the epochs it reported
         (``{n}`` in ``reason`` becomes their number)."""
         from workers.trial import unfinished_row  # noqa: PLC0415
 
         epochs = [self.epochs[trial.trial_id][e] for e in sorted(self.epochs[trial.trial_id])]
-        row = unfinished_row(self.config_of(trial), status, reason.format(n=len(epochs)), epochs)
+        self.epochs[trial.trial_id].clear()
+        row = unfinished_row(self.config_of(trial, label), status, reason.format(n=len(epochs)), epochs)
         return row, [{**e, "trial_id": row["trial_id"]} for e in epochs]
 
     def on_error(self, trial) -> None:
@@ -731,9 +781,20 @@ class Recorder:
         reason = next((ln for ln in reversed(text) if ln.strip()), "trial failed").strip()[:500]
         # Braces in an exception's text are not format fields.
         safe = reason.replace("{", "{{").replace("}", "}}")
-        row, epochs = self.unfinished(trial, "error", f"failed {trial.num_failures} time(s): {safe}")
-        self.counts["failed"] += 1
-        self.write(trial, row, epochs, None)
+        # Every config of the task without a row: the one that failed (with the epochs it
+        # reported), and any after it that it never reached; a rerun retries them all.
+        done = self.written.pop(trial.trial_id, set())
+        labels = self.members(trial) if self.configs is not None else [None]
+        failed = ""
+        for label in labels:
+            if label is not None and _from_dict(self.configs[label]).config_hash() in done:
+                continue
+            why = (f"not reached: {failed}, before it in its task, failed {trial.num_failures} time(s): {safe}"
+                   if failed else f"failed {trial.num_failures} time(s): {safe}")  # fmt: skip
+            row, epochs = self.unfinished(trial, "error", why, label)
+            failed = failed or (label or "")
+            self.counts["failed"] += 1
+            self.write(trial, row, epochs, None)
 
     def write(self, trial, row: dict, epochs: list[dict], teacher: dict | None) -> None:
         row = {**row, "spec_name": self.spec.name, "spec_hash": self.spec.spec_hash,
@@ -796,6 +857,17 @@ def _reporter(spec: Spec, verbose: int):
                             print_intermediate_tables=verbose > 0, max_column_length=48)  # fmt: skip
 
 
+def _groups(labels: list[str], per_task: int) -> dict[str, list[str]] | None:
+    """Configs run ``per_task`` to a Tune trial, in order (None: one each, labelled as themselves).
+
+    A Tune trial costs about a second of dispatch whatever it runs; for trials of a second
+    or two, several per task make that cost a fraction (docs/performance.md)."""
+    if per_task <= 1:
+        return None
+    chunks = [labels[i : i + per_task] for i in range(0, len(labels), per_task)]
+    return {f"task{i:04d}-{chunk[0]}+{len(chunk) - 1}": chunk for i, chunk in enumerate(chunks)}
+
+
 def _label(cfg: TrialConfig) -> str:
     distill = f"-T{cfg.temperature:g}-lam{cfg.lam:g}" if cfg.distills else ""
     return f"{cfg.dataset}-{cfg.classes}-q{cfg.qubits}-{cfg.teacher}{distill}-s{cfg.seed}-{cfg.config_hash()[:6]}"
@@ -811,9 +883,12 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if spec.search is None:
         configs = {_label(c): _to_dict(c) for c in trials}
-        recorder = Recorder(spec, "config_hash", configs, None, total=len(configs), progress=progress)
-        trainable = tune.with_parameters(_student, configs=configs)
-        param_space = {"trial": tune.grid_search(list(configs)), "threads": threads}
+        groups = _groups(list(configs), res.trials_per_task)
+        recorder = Recorder(spec, "config_hash", configs, None, total=len(configs), progress=progress,
+                            groups=groups)  # fmt: skip
+        trainable = tune.with_parameters(_student, configs=configs, groups=groups)
+        param_space = {"trial": tune.grid_search(list(groups or configs)), "threads": threads,
+                       "report_every_s": REPORT_EVERY_S}  # fmt: skip
         tune_kwargs: dict = {}
         name = f"grid-{stamp}"
     else:

@@ -88,6 +88,9 @@ class Resources:
     max_concurrent_trials: int | None = None
     #: Retries of a trial (or teacher task) whose worker failed, before it is recorded as an error.
     max_failures: int = 2
+    #: Grid configs run one after another in one Ray Tune trial (1: a Tune trial each). A Tune
+    #: trial costs about a second of dispatch; for trials of a second or two, group them.
+    trials_per_task: int = 1
     #: Phase 1 gives up (one line, nothing written) after this long with a teacher task that Ray
     #: has not started and nothing of phase 1 moving (sweep.driver.TeacherWatch); null: waits.
     teacher_start_timeout_s: float | None = 600.0
@@ -337,10 +340,14 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     for key in ("teacher_start_timeout_s", "teacher_progress_timeout_s"):
         if res.get(key) is not None and res[key] <= 0:
             r.fail(f"resources.{key}", f"must be > 0 (or null: no bound), got {res[key]!r}")
+    if "trials_per_task" in res and res["trials_per_task"] < 1:
+        r.fail("resources.trials_per_task", f"must be >= 1, got {res['trials_per_task']!r}")
     if res.get("max_concurrent_trials") is not None and res["max_concurrent_trials"] < 1:
         r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
 
     search = _search(r, raw.get("search"), grids, trial, results_root) if raw.get("search") is not None else None
+    if search is not None and res.get("trials_per_task", 1) != 1:
+        r.fail("resources.trials_per_task", "a study runs one config per Tune trial (its scheduler stops them)")
 
     decisive = {"grids": grids, "trial": trial, "teacher": dataclasses.asdict(teacher),
                 "search": dataclasses.asdict(search) if search else None}  # fmt: skip
