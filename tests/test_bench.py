@@ -233,3 +233,16 @@ def test_the_sweep_benchmark_spec_is_eight_valid_trials(tmp_path):
     assert {t.dataset for t in trials} == {"digits"} and {t.seed for t in trials} == set(range(8))
     assert all(t.backend == "aer" and t.effective_shots == 5000 and t.epochs == 10 for t in trials)
     assert spec.resources.cpus_per_trial == 1
+
+
+def test_the_short_trial_benchmark_spec_groups_torch_executor_trials(tmp_path):
+    from sweep.bench_sweep import _spec
+    from sweep.grid import expand
+    from sweep.spec import parse_spec
+
+    spec = parse_spec(_spec(tmp_path / "r", str(tmp_path), "statevector", seeds=16, per_task=8, short=True))
+    trials = expand(spec).trials
+    assert len(trials) == 16 and {t.dataset for t in trials} == {"digits"}
+    assert all(t.backend == "statevector" and t.effective_shots == 5000 for t in trials)
+    assert all(t.resolved().gradient == "parameter-shift" for t in trials)
+    assert spec.resources.trials_per_task == 8
