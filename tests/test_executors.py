@@ -49,7 +49,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("circuit", CIRCUITS[:5], ids=lambda c: f"{c.ansatz}-{c.n_qubits}q")
+@pytest.mark.parametrize("circuit", CIRCUITS, ids=lambda c: f"{c.ansatz}-{c.n_qubits}q")
 def test_torch_and_aer_executors_agree_to_1e12_on_bound_rows(circuit, device):
     rng = np.random.default_rng(2)
     rows = rng.uniform(-math.pi, math.pi, (40, circuit.n_params))
@@ -60,6 +60,16 @@ def test_torch_and_aer_executors_agree_to_1e12_on_bound_rows(circuit, device):
     shared[:, circuit.n_enc :] = rows[0, circuit.n_enc :]  # one set of weights for the batch
     enc, w = torch.as_tensor(shared[:, : circuit.n_enc]), torch.as_tensor(shared[0, circuit.n_enc :])
     np.testing.assert_allclose(torch_ex.probabilities(enc, w).numpy(), aer.run_rows(shared), atol=1e-12)
+
+
+def test_at_8_qubits_a_ry_is_a_signed_permutation_not_a_dense_matrix():
+    from workers.backends.statevector import _Perm
+
+    ex = StatevectorExecutor(CIRCUITS[-1])
+    partners = [arg[1] for kind, arg in ex._rows if kind == "ry"]
+    assert len(partners) == CIRCUITS[-1].n_params and all(isinstance(q, _Perm) for q in partners)
+    small = StatevectorExecutor(CIRCUITS[0])
+    assert not any(isinstance(arg[1], _Perm) for kind, arg in small._rows if kind == "ry")
 
 
 def test_the_same_stream_draws_the_same_counts_on_both_executors():

@@ -75,7 +75,7 @@ class _ShiftFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (jac,) = ctx.saved_tensors
-        g = torch.einsum("bpi,bi->bp", jac, grad_out.to(jac.dtype))
+        g = torch.bmm(jac, grad_out.to(jac.dtype).unsqueeze(-1)).squeeze(-1)  # (b, p)
         grad_enc = g[:, : ctx.n_enc]
         grad_w = g[:, ctx.n_enc :].sum(dim=0)
         return grad_enc, grad_w, None, None

@@ -119,6 +119,34 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float64)
 
 
+#: From this dimension on (5 qubits), a Ry's partner Q is applied as the signed permutation it
+#: is (a gather and a product: O(2**n) per row) instead of a dense 2**n x 2**n product (O(4**n)).
+STRUCTURED_FROM_DIM = 32
+
+
+@dataclass(frozen=True)
+class _Perm:
+    """A signed permutation matrix Q kept as (idx, sign): (S @ Q)[:, i] = S[:, idx[i]] * sign[i]."""
+
+    idx: np.ndarray | torch.Tensor
+    sign: np.ndarray | torch.Tensor
+
+
+def _times(x, q):
+    """``x @ q`` for a dense partner or a :class:`_Perm` (numpy or torch alike)."""
+    if isinstance(q, _Perm):
+        return x[..., q.idx] * q.sign
+    return x @ q
+
+
+def _structured(q_mat: np.ndarray) -> np.ndarray | _Perm:
+    """Q dense at small sizes, else as its signed permutation (one nonzero per column)."""
+    if q_mat.shape[0] < STRUCTURED_FROM_DIM:
+        return q_mat
+    idx = np.abs(q_mat).argmax(axis=0)
+    return _Perm(idx, q_mat[idx, np.arange(q_mat.shape[1])])
+
+
 def _fuse(run: list[tuple[str, object]], dim: int) -> _Block:
     """Leading constants folded into the start matrix, neighbouring constants multiplied together."""
     start = np.eye(dim)
@@ -156,7 +184,7 @@ def _row_program(circuit: Circuit) -> list[tuple[str, object]]:
         elif g.name == "ry":
             kind, k = g.param
             column = k if kind == "enc" else circuit.n_enc + k
-            program.append(("ry", (column, frame.ry_partner(g.qubits[0]))))
+            program.append(("ry", (column, _structured(frame.ry_partner(g.qubits[0])))))
         else:
             const(frame.absorb(_constant_matrix(g, dim)))
     if not frame.identity:
@@ -196,7 +224,7 @@ class StatevectorExecutor:
         for g in circuit.gates:
             if g.name == "ry" and g.param[0] == "enc":
                 close_run()
-                program.append(("ry", (g.param[1], frame.ry_partner(g.qubits[0]))))
+                program.append(("ry", (g.param[1], _structured(frame.ry_partner(g.qubits[0])))))
                 continue
             perm = _signed_permutation(g, dim)
             if perm is not None:
@@ -205,7 +233,7 @@ class StatevectorExecutor:
             if run is None:
                 run = [("const", frame.absorb())]
             if g.name == "ry":
-                run.append(("ry", (g.param[1], frame.ry_partner(g.qubits[0]))))
+                run.append(("ry", (g.param[1], _structured(frame.ry_partner(g.qubits[0])))))
             else:
                 run.append(("const", frame.absorb(_constant_matrix(g, dim))))
         close_run()
@@ -226,13 +254,13 @@ class StatevectorExecutor:
         for kind, arg in self._program:
             if kind == "ry":
                 k, q_mat = arg
-                state = torch.addcmul(state * cos_e[k], sin_e[k], state @ q_mat)
+                state = torch.addcmul(state * cos_e[k], sin_e[k], _times(state, q_mat))
             elif kind == "block":
                 x = arg.start
                 for step, sarg in arg.steps:
                     if step == "ry":
                         k, q_mat = sarg
-                        x = x * cos_w[k] + (x @ q_mat) * sin_w[k]
+                        x = x * cos_w[k] + _times(x, q_mat) * sin_w[k]
                     else:
                         x = x @ sarg
                 state = state @ x
@@ -247,10 +275,15 @@ class StatevectorExecutor:
         ``(B, 1 + 2P, 2**n)`` exact probabilities, P = encoding angles + weights: per
         sample its circuit, then every angle (encoding, then weights) shifted by
         ``+shift``, then by ``-shift``; the layout of the rows
-        :mod:`workers.backends.gradient` builds. The encoding gates run on the sample
-        and its 2 x n_enc encoding-shifted copies only; the ansatz, the same for every
-        sample, is one matrix per weight shift (2 x n_weights + 1 of them), applied to
-        the encoded states as two matrix products. None when the circuit is not
+        :mod:`workers.backends.gradient` builds.
+
+        Since Ry(t + s) = Ry(t) (cos(s/2) + sin(s/2) Q), the circuit with encoding angle
+        k shifted by +-s prepares cos(s/2) psi +- sin(s/2) phi_k, where psi is the
+        sample's state and phi_k is Q applied to the state just before gate k, carried
+        through gate k and every gate after it. So the encoding runs on the sample and
+        one more vector per angle, each from its own gate on (half the gates on average,
+        for 1 + P vectors instead of 1 + 2P); the ansatz's weights are the same for the
+        whole batch, so the same holds for them. None when the circuit is not
         encoding-then-ansatz (the caller runs the rows one by one).
         """
         if self._shifted is None:
@@ -259,33 +292,42 @@ class StatevectorExecutor:
         b, n_enc = enc.shape
         n_w = len(weights)
         p, dim = n_enc + n_w, self.circuit.dim
-        # Encoding: slot 0 the sample, 1 + k angle k + shift, 1 + n_enc + k angle k - shift;
-        # the state kept as (B * slots, dim) so that every gate is one 2-D product.
-        slots = 1 + 2 * n_enc
-        cos, sin = _slot_trig(enc, shift, slots)  # (n_enc, B * slots, 1) each
-        state = np.zeros((b * slots, dim))
-        state[:, 0] = 1.0
+        # vecs[0] is psi; vecs[1 + k] is phi_k (angle k of the row: encoding, then weights)
+        # once its gate is reached; the gates run on the live ones only.
+        half = enc.T * 0.5  # (n_enc, B)
+        cos_e, sin_e = np.cos(half)[:, None, :, None], np.sin(half)[:, None, :, None]  # (n_enc, 1, B, 1)
+        cos_w, sin_w = np.cos(weights * 0.5), np.sin(weights * 0.5)
+        vecs = np.zeros((1 + p, b, dim))
+        vecs[0, :, 0] = 1.0
+        live = 1
+
+        def ry(slot: int, q_mat, c, s) -> None:
+            nonlocal live
+            vecs[slot] = _times(vecs[0], q_mat)  # Q psi just before the gate
+            live = max(live, slot + 1)
+            v = vecs[:live]
+            vecs[:live] = v * c + _times(v, q_mat) * s
+
         for kind, arg in enc_steps:
             if kind == "ry":
                 col, q_mat = arg
-                state = state * cos[col] + (state @ q_mat) * sin[col]
+                ry(1 + col, q_mat, cos_e[col], sin_e[col])
             else:
-                state = state @ arg
-        state = state.reshape(b, slots, dim)
+                vecs[:live] = vecs[:live] @ arg
+        if block is not None:  # the weights are the batch's own: scalars
+            vecs[:live] = vecs[:live] @ block.start
+            for step, arg in block.steps:
+                if step == "ry":
+                    k, q_mat = arg
+                    ry(1 + n_enc + k, q_mat, cos_w[k], sin_w[k])
+                else:
+                    vecs[:live] = vecs[:live] @ arg
+        final = vecs @ tail  # (1 + p, B, dim)
+        cs, ss = math.cos(shift / 2), math.sin(shift / 2)
         out = np.empty((b, 1 + 2 * p, dim))
-        plus, minus = 1 + np.arange(p), 1 + p + np.arange(p)
-        if block is None:
-            out[:, np.r_[0, plus[:n_enc], minus[:n_enc]]] = state @ tail
-            return out * out
-        # The ansatz: X(w) for the weights and each of their 2 n_w shifts, batched.
-        w = np.repeat(weights[None, :], 1 + 2 * n_w, axis=0)
-        j = np.arange(n_w)
-        w[1 + j, j] += shift
-        w[1 + n_w + j, j] -= shift
-        mats = _block_matrices(block, w) @ tail  # (1 + 2 n_w, dim, dim)
-        out[:, np.r_[0, plus[:n_enc], minus[:n_enc]]] = state @ mats[0]
-        shifted = state[:, 0] @ mats[1:].transpose(1, 0, 2).reshape(dim, 2 * n_w * dim)
-        out[:, np.r_[plus[n_enc:], minus[n_enc:]]] = shifted.reshape(b, 2 * n_w, dim)
+        out[:, 0] = final[0]
+        out[:, 1 : 1 + p] = (cs * final[0][None] + ss * final[1:]).transpose(1, 0, 2)
+        out[:, 1 + p :] = (cs * final[0][None] - ss * final[1:]).transpose(1, 0, 2)
         return out * out
 
     def run_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -297,7 +339,7 @@ class StatevectorExecutor:
         for kind, arg in self._rows:
             if kind == "ry":
                 col, q_mat = arg
-                state = torch.addcmul(state * cos[col], sin[col], state @ q_mat)
+                state = torch.addcmul(state * cos[col], sin[col], _times(state, q_mat))
             else:
                 state = state @ arg
         return (state * state).cpu().numpy()
@@ -329,7 +371,7 @@ def _block_matrices(block: _Block, weights: np.ndarray) -> np.ndarray:
     for step, arg in block.steps:
         if step == "ry":
             k, q_mat = arg
-            x = x * cos[k] + (x @ q_mat) * sin[k]
+            x = x * cos[k] + _times(x, q_mat) * sin[k]
         else:
             x = x @ arg
     return x.reshape(rows, dim, dim)
@@ -360,7 +402,9 @@ def _shift_plan(program: list[tuple[str, object]], dim: int):
 def _on(step: tuple[str, object], device: torch.device) -> tuple[str, object]:
     """A program step (numpy) as torch tensors on ``device``."""
 
-    def t(a: np.ndarray) -> torch.Tensor:
+    def t(a: np.ndarray | _Perm) -> torch.Tensor | _Perm:
+        if isinstance(a, _Perm):
+            return _Perm(torch.as_tensor(a.idx, device=device), _tensor(a.sign).to(device))
         return _tensor(a).to(device)
 
     kind, arg = step
