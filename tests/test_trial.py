@@ -27,6 +27,9 @@ TRIAL_COLUMNS = {
     "teacher_best_test_acc",
     # what ran: executor, measurement and gradient apart, and where the torch executor ran
     "gradient", "device", "executor", "measurement",
+    # noise in training and in scoring, and the circuit as transpiled (a device's layout)
+    "test_noise", "noise_scale", "layout", "transpiled_depth", "two_qubit_gates",
+    "test_layout", "test_transpiled_depth", "test_two_qubit_gates",
 }  # fmt: skip
 EPOCH_COLUMNS = {"trial_id", "epoch", "train_loss", "train_ce", "train_kl", "train_acc", "test_loss",
                  "test_acc", "val_loss", "val_acc", "head_scale", "circuit_executions", "wall_s"}  # fmt: skip

@@ -10,8 +10,11 @@ field and the value, so that the CLI can print it and exit with status 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,11 +129,48 @@ class NoiseSpec:
     p2: float
 
 
-def parse_noise(text: str) -> NoiseSpec:
-    """``depolarizing:P1[,P2]``; P2 defaults to 10 x P1."""
+@dataclass(frozen=True)
+class DeviceNoise:
+    """An IBM device's noise from its offline calibration data (``fake:NAME``,
+    :mod:`qiskit_ibm_runtime.fake_provider`); built in :mod:`workers.backends.noise`."""
+
+    name: str
+
+
+#: ``noise: fake:NAME`` names one of qiskit-ibm-runtime's offline fake backends.
+DEVICE_PREFIX = "fake:"
+#: ``test_noise: none`` scores the test split without noise (``None``: as trained).
+NO_NOISE = "none"
+
+
+@functools.cache
+def fake_devices() -> dict[str, type]:
+    """The offline fake IBM backends by short name (``manila`` for ``FakeManilaV2``): every
+    FakeBackendV2 class that qiskit-ibm-runtime ships, read off the package itself."""
+    try:  # loaded only where a device is named: it takes seconds and needs no torch
+        fp = importlib.import_module("qiskit_ibm_runtime.fake_provider")
+        base = importlib.import_module("qiskit_ibm_runtime.fake_provider.fake_backend").FakeBackendV2
+    except ImportError as exc:
+        raise ConfigError("noise", f"fake devices need qiskit-ibm-runtime ({exc})") from None
+    found = {}
+    for cls in vars(fp).values():
+        name = getattr(cls, "backend_name", None)
+        if isinstance(cls, type) and issubclass(cls, base) and isinstance(name, str):
+            found[name.removeprefix("fake_")] = cls
+    return dict(sorted(found.items()))
+
+
+def parse_noise(text: str) -> NoiseSpec | DeviceNoise:
+    """``depolarizing:P1[,P2]`` (P2 defaults to 10 x P1), or ``fake:DEVICE``."""
     kind, _, args = text.partition(":")
+    if kind == DEVICE_PREFIX[:-1] and args:
+        if args not in fake_devices():
+            raise ConfigError("noise", f"{text!r}: unknown device {args!r}; choose one of {list(fake_devices())}")
+        return DeviceNoise(args)
     if kind != "depolarizing" or not args:
-        raise ConfigError("noise", f"{text!r}: expected 'depolarizing:P1[,P2]', e.g. depolarizing:0.001")
+        raise ConfigError(
+            "noise", f"{text!r}: expected 'depolarizing:P1[,P2]' or 'fake:DEVICE', e.g. depolarizing:0.001, fake:manila"
+        )
     try:
         values = [float(v) for v in args.split(",")]
     except ValueError:
@@ -247,6 +287,11 @@ class TrialConfig:
     #: ``0``: exact probabilities.
     shots: int | None = None
     noise: str | None = None
+    #: The noise the test (and validation) split is scored under: ``None`` as in training,
+    #: ``none`` without noise, or a noise spec of its own (trained clean, deployed noisy).
+    test_noise: str | None = None
+    #: Multiplies every error rate of the noise models (train and test); 0 is noise-free.
+    noise_scale: float = 1.0
     #: The parameter-shift rule (SHIFT_RULES), where the gradient is parameter-shift.
     shift_rule: str = "exact"
     #: ``None``: autograd on the exact statevector, parameter-shift otherwise (GRADIENTS).
@@ -339,6 +384,13 @@ class TrialConfig:
         return self.teacher != "none" and self.lam > 0
 
     @property
+    def effective_test_noise(self) -> str | None:
+        """The noise the test and validation splits are scored under (None: none)."""
+        if self.test_noise is None:
+            return self.noise
+        return None if self.test_noise == NO_NOISE else self.test_noise
+
+    @property
     def selects_on_test(self) -> bool:
         """Whether a number of this trial was chosen by looking at the test split
         (its reported epoch, or the epoch its teacher kept)."""
@@ -357,8 +409,14 @@ class TrialConfig:
         head = self.effective_head
         ansatz = self.effective_ansatz
         scaled = head in DEFAULT_HEAD_SCALE
+        # test_noise is None wherever it is what training ran (so spelling it out hashes alike),
+        # and noise_scale is 1 where no noise model runs at all.
+        test_noise = self.effective_test_noise
+        noisy = self.noise is not None or test_noise is not None
         return dataclasses.replace(
             self,
+            test_noise=None if test_noise == self.noise else (test_noise or NO_NOISE),
+            noise_scale=float(self.noise_scale) if noisy else 1.0,
             backend=self.backend if kind.quantum else "",
             shots=self.effective_shots,
             gradient=self.effective_gradient,
@@ -454,7 +512,25 @@ class TrialConfig:
                 raise ConfigError("noise", f"the {self.student} student runs no circuit")
             if self.backend != "aer":
                 raise ConfigError("noise", "a noise model needs the aer backend")
-            parse_noise(self.noise)
+            self._check_noise("noise", self.noise)
+        if isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, int | float):
+            raise ConfigError("noise_scale", f"must be a number >= 0, got {self.noise_scale!r}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ConfigError("noise_scale", f"must be a number >= 0, got {self.noise_scale!r}")
+        if self.test_noise is not None:
+            if not isinstance(self.test_noise, str):
+                raise ConfigError("test_noise", f"must be a noise spec or {NO_NOISE!r}, got {self.test_noise!r}")
+            if not kind.quantum:
+                raise ConfigError("test_noise", f"the {self.student} student runs no circuit")
+            if self.test_noise != NO_NOISE:
+                if self.backend != "aer":
+                    raise ConfigError("test_noise", "a noise model needs the aer backend")
+                try:
+                    self._check_noise("test_noise", self.test_noise)
+                except ConfigError as exc:
+                    if exc.field != "noise":
+                        raise
+                    raise ConfigError("test_noise", str(exc).removeprefix("noise: ")) from None
         for name in ("samples_per_class", "test_samples_per_class"):
             value = getattr(self, name)
             if value is not None:
@@ -472,6 +548,17 @@ class TrialConfig:
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
         return self
+
+    def _check_noise(self, name: str, text: str) -> None:
+        """A noise spec that parses, fits ``noise_scale`` and (a device) has the qubits."""
+        spec = parse_noise(text)
+        scale = self.noise_scale if isinstance(self.noise_scale, int | float) else 1.0
+        if isinstance(spec, NoiseSpec) and max(spec.p1, spec.p2) * scale > 1:
+            raise ConfigError("noise_scale", f"{scale} x {text!r} gives a probability above 1")
+        if isinstance(spec, DeviceNoise):
+            size = fake_devices()[spec.name]().num_qubits
+            if size < self.qubits:
+                raise ConfigError(name, f"{text!r} has {size} qubits, fewer than the student's {self.qubits}")
 
     # ---------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:
@@ -526,7 +613,9 @@ FIELD_HELP: dict[str, str] = {
     "student": "; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()),
     "backend": "simulator: aer (Qiskit Aer), or statevector (torch; exact, or sampled with shots)",
     "shots": "shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)",
-    "noise": "Aer noise model, e.g. depolarizing:0.001,0.01",
+    "noise": "Aer noise model: depolarizing:P1[,P2], or an IBM device's calibration, fake:NAME (e.g. fake:manila)",
+    "test_noise": "noise the test and validation splits are scored under (default: as trained; none: noise-free)",
+    "noise_scale": "multiplies every error rate of the noise models (0: noise-free, 2: twice the errors)",
     "shift_rule": "parameter-shift rule: exact (+-pi/2, halved) or the notebooks' unnormalized +-pi/4",
     "gradient": "autograd (exact statevector only) or parameter-shift (any backend, any shots); "
     "default: autograd where exact, else parameter-shift",
@@ -579,6 +668,8 @@ _LATER_FIELDS: dict[str, tuple] = {
     "normalize": (True,),
     "report_epoch": ("last",),
     "kd_defect": ("none", None),
+    "test_noise": (None,),
+    "noise_scale": (1.0,),
 }
 
 #: The initial logit scale of the heads that have one (see workers.student).

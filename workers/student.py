@@ -248,8 +248,12 @@ class ClassicalControl(_Student):
         return torch.softmax(self.mix(self.cnn(images)).to(torch.float64), dim=1)
 
 
-def _backend(cfg: TrialConfig, circuit: Circuit, shot_seed: int):
-    return make_backend(cfg.backend, circuit, cfg.shots, cfg.noise, shot_seed, cfg.shift_rule, cfg.gradient, cfg.device)
+def _backend(cfg: TrialConfig, circuit: Circuit, shot_seed: int, test: bool = False):
+    """The backend of a student's circuit; ``test``: the one its test split is scored on
+    (``cfg.effective_test_noise``)."""
+    noise = cfg.effective_test_noise if test else cfg.noise
+    return make_backend(cfg.backend, circuit, cfg.shots, noise, shot_seed, cfg.shift_rule, cfg.gradient, cfg.device,
+                        noise_scale=cfg.noise_scale)  # fmt: skip
 
 
 def _head_kw(cfg: TrialConfig) -> dict:
@@ -279,6 +283,14 @@ def _cnn_classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot
 #: A new kind is one entry here and one in workers.config.STUDENT_KINDS.
 BUILDERS = {"amplitude": _amplitude, "cnn-angle": _cnn_angle, "cnn-classical": _cnn_classical}
 assert set(BUILDERS) == set(STUDENT_KINDS), "every student kind needs a builder"
+
+
+def scoring_backend(cfg: TrialConfig, model: _Student, shot_seed: int):
+    """The backend the test and validation splits are scored on: the model's own, unless
+    ``cfg`` (resolved) gives a ``test_noise`` of its own; then one on the same circuit under it."""
+    if cfg.test_noise is None or model.backend is None:
+        return model.backend
+    return _backend(cfg, model.circuit, shot_seed, test=True)
 
 
 def build_student(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:

@@ -7,8 +7,9 @@ here knows about Ray: the sweep driver, the CLI and the tests call
 
 Randomness: one ``seed`` feeds independent streams (numpy SeedSequence) for
 the student's samples, its initial weights, the batch order, the shot
-sampling, and the shot sampling of the validation split (so that adding one
-changes no other number), so that two trials with the same seed and different teachers train
+sampling, the shot sampling of the validation split (so that adding one
+changes no other number) and that of a test split scored under a ``test_noise`` of
+its own, so that two trials with the same seed and different teachers train
 on the same samples from the same start (paired comparisons), and a trial on
 the ``statevector`` backend is deterministic.
 """
@@ -33,7 +34,7 @@ from workers.config import TrialConfig
 from workers.data import Dataset, Split, load_dataset, student_splits, validation_split
 from workers.distill import distillation_loss
 from workers.provenance import code_version, package_versions
-from workers.student import build_student
+from workers.student import build_student, scoring_backend
 from workers.teachers import get_teacher
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class TrialResult:
 def _seeds(seed: int) -> dict[str, int]:
     # New streams go at the end: SeedSequence children depend only on their index,
     # so the earlier ones (and the results of earlier runs) stay as they were.
-    names = ("data", "init", "order", "shots", "val_shots", "dropout")
+    names = ("data", "init", "order", "shots", "val_shots", "dropout", "test_shots")
     states = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(s.generate_state(1)[0]) for n, s in zip(names, states, strict=True)}
 
@@ -102,6 +103,11 @@ def run_trial(
 
     model = build_student(r, train.images, seeds["init"], seeds["shots"])
     backend = model.backend
+    # The test and validation splits are scored under test_noise: on the model's own
+    # backend, unless test_noise names another noise; then on a backend of its own, whose
+    # test shots come from a stream of their own (validation keeps its stream).
+    scorer = scoring_backend(r, model, seeds["shots"])
+    test_rng = np.random.default_rng(seeds["test_shots"]) if scorer is not backend else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     order = torch.Generator().manual_seed(seeds["order"])
     val_rng = np.random.default_rng(seeds["val_shots"])
@@ -139,10 +145,17 @@ def run_trial(
                 correct += int((logits.argmax(1) == train.labels[rows]).sum())
             if status != "ok":
                 break
-            test_loss, test_acc = evaluate(model, test.images, test.labels)
+            if test_rng is not None and backend.shots:
+                # Scored as trained too, only so that the training's shot stream advances as
+                # it does without test_noise (how far a multinomial draw moves a stream depends
+                # on the probabilities): training is then the same as in that trial, and a
+                # robustness curve compares one trained model under each noise. Not kept.
+                evaluate(model, test.images, test.labels)
+            with _scored_on(model, scorer, test_rng):
+                test_loss, test_acc = evaluate(model, test.images, test.labels)
             val_loss, val_acc = (math.nan, math.nan)
             if val is not None:  # its own shot stream: a validation split leaves training and test as they were
-                with _drawing_from(backend, val_rng):
+                with _scored_on(model, scorer, val_rng):
                     val_loss, val_acc = evaluate(model, val.images, val.labels)
             report = {
                 "trial_id": trial_id,
@@ -156,7 +169,7 @@ def run_trial(
                 "val_loss": val_loss,
                 "val_acc": val_acc,
                 "head_scale": model.head_scale,
-                "circuit_executions": backend.executions if backend else 0,
+                "circuit_executions": _cost(backend, scorer, "executions"),
                 "wall_s": time.perf_counter() - t_epoch,
             }
             epochs.append(report)
@@ -180,11 +193,13 @@ def run_trial(
         "teacher_key": teacher.key_hash if teacher else "",
         "teacher_cached": bool(teacher.cached) if teacher else False,
         "teacher_wall_s": teacher_ready - t_start,
-        "circuit_executions": backend.executions if backend else 0,
-        "shots_total": backend.shots_total if backend else 0,
+        "circuit_executions": _cost(backend, scorer, "executions"),
+        "shots_total": _cost(backend, scorer, "shots_total"),
         # What actually ran (an Aer run that fell back to AerSimulator.run says aer-public).
-        "executor": backend.executor.name if backend else "",
+        "executor": _executor_name(backend, scorer),
         "measurement": backend.measurement.name if backend else "",
+        **circuit_columns(backend),
+        **circuit_columns(scorer, "test_"),
         "wall_s": time.perf_counter() - t_start,
         "status": status,
         "error": error,
@@ -193,6 +208,48 @@ def run_trial(
     }
     teacher_row = teacher.row(dataset, cfg.classes) if teacher else None
     return TrialResult(row, epochs, teacher_row)
+
+
+@contextlib.contextmanager
+def _scored_on(model, scorer, rng: np.random.Generator | None):
+    """Score ``model`` on backend ``scorer``, its shots drawn from ``rng`` (None: its own)."""
+    if scorer is model.backend:
+        with _drawing_from(scorer, rng):
+            yield
+        return
+    own, model.backend = model.backend, scorer
+    try:
+        with _drawing_from(scorer, rng):
+            yield
+    finally:
+        model.backend = own
+
+
+def _cost(backend, scorer, what: str) -> int:
+    """Circuits (or shots) run for training and scoring, on one backend or two."""
+    if backend is None:
+        return 0
+    return getattr(backend, what) + (getattr(scorer, what) if scorer is not backend else 0)
+
+
+def _executor_name(backend, scorer) -> str:
+    if backend is None:
+        return ""
+    train, test = backend.executor.name, scorer.executor.name
+    return train if train == test else f"{train} (test: {test})"
+
+
+#: A row's columns of the circuit that ran where none did (statevector, a classical student).
+NO_CIRCUIT = {"layout": "", "transpiled_depth": -1, "two_qubit_gates": -1}
+
+
+def circuit_columns(backend, prefix: str = "") -> dict:
+    """The circuit that ran: its device layout (physical qubit per logical qubit, ``""``
+    off a device), depth and two-qubit gate count as transpiled (-1 where nothing was
+    transpiled); ``test_`` for the one the test split was scored on."""
+    info = getattr(getattr(backend, "executor", None), "circuit_info", None)
+    values = info() if info else NO_CIRCUIT
+    return {prefix + k: values[k] for k in NO_CIRCUIT}
 
 
 @contextlib.contextmanager
@@ -238,6 +295,8 @@ def config_columns(cfg: TrialConfig) -> dict:
         "backend": r.backend,
         "shots": r.shots,
         "noise": r.noise or "",
+        "test_noise": r.effective_test_noise or "",
+        "noise_scale": float(r.noise_scale),
         "shift_rule": r.shift_rule,
         "gradient": r.gradient,
         "device": r.device if r.kind.quantum else "",
@@ -298,6 +357,8 @@ def unfinished_row(cfg: TrialConfig, status: str, error: str, epochs: list[dict]
         "shots_total": -1,
         "executor": "",
         "measurement": "",
+        **circuit_columns(None),
+        **circuit_columns(None, "test_"),
         "wall_s": float(sum(e.get("wall_s", 0.0) for e in epochs)),
         "status": status,
         "error": error,

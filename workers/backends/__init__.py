@@ -153,14 +153,16 @@ def make_backend(
     shift_rule: str = "exact",
     gradient: str | None = None,
     device: str = "cpu",
+    noise_scale: float = 1.0,
     **executor_kw,
 ) -> Backend:
     """The backend a (resolved) config names: executor ``name``, ``shots`` (0: exact) drawn
-    from ``seed``, ``gradient`` (None: :func:`default_gradient`)."""
+    from ``seed``, ``gradient`` (None: :func:`default_gradient`), ``noise`` with its error
+    rates times ``noise_scale`` (:mod:`workers.backends.noise`)."""
     if name not in EXECUTORS:
         raise ValueError(f"backend: unknown backend {name!r}; choose one of {list(EXECUTORS)}")
     if name == "aer":
-        executor = AerExecutor(circuit, noise=noise, seed=seed, **executor_kw)
+        executor = AerExecutor(circuit, noise=noise, seed=seed, noise_scale=noise_scale, **executor_kw)
     else:
         if noise:
             raise ValueError("noise: a noise model needs the aer backend")

@@ -8,6 +8,14 @@ of each bound circuit (``save_probabilities``; under a noise model, of the noisy
 density matrix); drawing shots from it is the measurement's job
 (:mod:`workers.backends.measurement`), the same for every executor.
 
+Under a device's noise (``noise: fake:NAME``) the circuit is the device's transpiled one
+(:func:`workers.backends.noise.device_circuit`: basis gates, coupling map, layout), run
+as it is on the density matrix, and the device's readout error, which Aer applies to
+``measure`` instructions only and so not to saved probabilities, is applied to the
+saved probabilities after every run (:func:`workers.backends.noise.apply_readout`: the
+distribution a measurement would read). ``noise_scale`` multiplies every error rate of
+either model (see :mod:`workers.backends.noise`).
+
 Two ways through Aer, one result: straight through its controller
 (:mod:`workers.backends.aer_direct`, ``aer-direct``), or its public
 ``AerSimulator.run`` (``aer-public``) when the direct path cannot be built or
@@ -20,37 +28,11 @@ from __future__ import annotations
 import numpy as np
 
 from workers.backends.aer_direct import DirectAer, direct_or_none, gc_paused
+from workers.backends.noise import DeviceCircuit, apply_readout, device_circuit, noise_model, to_qiskit
 from workers.circuits import Circuit
-from workers.config import NoiseSpec, parse_noise
+from workers.config import DeviceNoise, parse_noise
 
-
-def to_qiskit(circuit: Circuit):
-    """The Qiskit form of a circuit: parameters ``e[k]`` (encoding) and ``w[k]`` (trainable)."""
-    from qiskit import QuantumCircuit  # noqa: PLC0415 - Qiskit loads only where a circuit is built for it
-    from qiskit.circuit import ParameterVector  # noqa: PLC0415
-
-    enc = ParameterVector("e", circuit.n_enc)
-    w = ParameterVector("w", circuit.n_weights)
-    qc = QuantumCircuit(circuit.n_qubits)
-    for g in circuit.gates:
-        if g.name == "ry":
-            kind, k = g.param
-            qc.ry(enc[k] if kind == "enc" else w[k], g.qubits[0])
-        else:
-            getattr(qc, g.name)(*g.qubits)
-    return qc, list(enc), list(w)
-
-
-def noise_model(spec: NoiseSpec):
-    """Depolarizing noise after every 1-qubit (p1) and 2-qubit (p2) gate."""
-    from qiskit_aer.noise import NoiseModel, depolarizing_error  # noqa: PLC0415
-
-    model = NoiseModel()
-    if spec.p1:
-        model.add_all_qubit_quantum_error(depolarizing_error(spec.p1, 1), ["ry", "h", "x"])
-    if spec.p2:
-        model.add_all_qubit_quantum_error(depolarizing_error(spec.p2, 2), ["cx", "cz"])
-    return model
+__all__ = ["AerExecutor", "noise_model", "to_qiskit"]
 
 
 class AerExecutor:
@@ -63,6 +45,7 @@ class AerExecutor:
         seed: int = 0,
         max_parallel_threads: int = 0,
         direct: bool = True,
+        noise_scale: float = 1.0,
     ):
         from qiskit import transpile  # noqa: PLC0415
         from qiskit_aer import AerSimulator  # noqa: PLC0415
@@ -71,7 +54,14 @@ class AerExecutor:
         #: Seconds Aer itself reported simulating (its controller's execute time):
         #: the floor under what :meth:`run_rows` costs.
         self.sim_seconds = 0.0
-        self._noise_model = noise_model(parse_noise(noise)) if noise else None
+        spec = parse_noise(noise) if noise else None
+        #: The device's circuit, noise and readout under ``fake:NAME`` noise, else None.
+        self.device: DeviceCircuit | None = None
+        if isinstance(spec, DeviceNoise):
+            self.device = device_circuit(circuit, spec, noise_scale, seed)
+            self._noise_model = self.device.noise_model
+        else:
+            self._noise_model = noise_model(spec, noise_scale) if spec else None
         self.simulator = AerSimulator(
             method="density_matrix" if self._noise_model else "statevector",
             noise_model=self._noise_model,
@@ -79,10 +69,14 @@ class AerExecutor:
             max_parallel_threads=max_parallel_threads,
             seed_simulator=seed,
         )
-        qc, self.enc_params, self.w_params = to_qiskit(circuit)
-        qc.save_probabilities()
-        self.transpiled = transpile(qc, self.simulator, optimization_level=1, seed_transpiler=seed)
-        self._params = self.enc_params + self.w_params
+        if self.device is not None:  # transpiled for the device already: run as it is
+            self.transpiled = self.device.circuit
+            self._params = self.device.params
+        else:
+            qc, enc_params, w_params = to_qiskit(circuit)
+            qc.save_probabilities()
+            self.transpiled = transpile(qc, self.simulator, optimization_level=1, seed_transpiler=seed)
+            self._params = enc_params + w_params
         self.direct: DirectAer | None = (
             direct_or_none(self.simulator, self.transpiled, self._params, self._noise_model, self._run_public)
             if direct
@@ -93,6 +87,18 @@ class AerExecutor:
     def name(self) -> str:
         """What runs: ``aer-direct`` (through Aer's controller) or ``aer-public`` (``AerSimulator.run``)."""
         return "aer-direct" if self.direct is not None else "aer-public"
+
+    def circuit_info(self) -> dict:
+        """What the row records of the circuit that runs: the device layout (physical qubit
+        of each logical qubit, ``""`` off a device), its depth and two-qubit gate count."""
+        if self.device is not None:
+            d = self.device
+            return {"layout": ",".join(map(str, d.layout)), "transpiled_depth": d.depth,
+                    "two_qubit_gates": d.two_qubit_gates}  # fmt: skip
+        keep = lambda inst: inst.operation.name not in ("save_probabilities", "barrier")  # noqa: E731
+        ops = [inst for inst in self.transpiled.data if keep(inst)]
+        return {"layout": "", "transpiled_depth": int(self.transpiled.depth(filter_function=keep)),
+                "two_qubit_gates": sum(1 for inst in ops if len(inst.qubits) == 2)}  # fmt: skip
 
     def _run_public(self, values: np.ndarray) -> tuple[np.ndarray, float]:
         binds = {p: values[:, i] for i, p in enumerate(self._params)}
@@ -108,4 +114,6 @@ class AerExecutor:
         rows = np.ascontiguousarray(rows, dtype=np.float64)
         probs, sim_seconds = self.direct(rows) if self.direct is not None else self._run_public(rows)
         self.sim_seconds += sim_seconds
+        if self.device is not None:  # readout error: Aer applies it to measure only (module docstring)
+            probs = apply_readout(probs, self.device.readout)
         return probs
