@@ -30,6 +30,47 @@ EXIT_BROKEN_PIPE = 141
 _NOT_OPTIONS = {"teacher_settings", "cache_dir"}
 #: Extra spellings kept so that older command lines still work.
 _ALIASES = {"temperature": ("-T",), "learn_scale": ("--fixed-scale",)}
+#: Integers go into 64-bit columns of the result tables (and torch seeds take no more).
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+#: Characters that end a line for str.splitlines(): an error stays one line.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _error(message: str) -> None:
+    """The one line bad input prints (a line break in a key or a file name is escaped)."""
+    print(f"qkd-sweep: error: {str(message).translate(_LINE_BREAKS)}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the option (not the whole usage)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        _error(f"{message} (see {self.prog} --help)")
+        self.exit(EXIT_BAD_INPUT)
+
+
+def _integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: integers here are 64-bit")
+    return value
+
+
+def _number(text: str) -> float:
+    """A finite float: argparse's float() takes 'nan' and 'inf', which no setting means."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_TYPES = {int: _integer, float: _number}
 
 
 def _option(p: argparse.ArgumentParser, dest: str, tp, default, help_text: str) -> None:
@@ -47,7 +88,8 @@ def _option(p: argparse.ArgumentParser, dest: str, tp, default, help_text: str) 
         else:
             p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, action="store_true", help=help_text)
         return
-    p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, type=base, default=default, help=help_text)
+    kind = _TYPES.get(base, base)
+    p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, type=kind, default=default, help=help_text)
 
 
 def _trial_parser(sub: argparse._SubParsersAction) -> None:
@@ -150,7 +192,7 @@ def _sweep_parsers(sub: argparse._SubParsersAction) -> None:
     _spec_args(p)
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")  # fmt: skip
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=_integer, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--fresh", action="store_true", help="discard this spec's results and run everything again")
     p.add_argument("--no-tables", action="store_true", help="do not write and print the tables at the end")
     p.add_argument("--quiet", "-q", action="store_true",
@@ -160,7 +202,14 @@ def _sweep_parsers(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from sweep.spec import load_spec  # noqa: PLC0415
 
-    return load_spec(args.spec).with_paths(args.data_root, args.results)
+    spec = load_spec(args.spec).with_paths(args.data_root, args.results)
+    try:  # the finished trials are read from here next: a folder the system refuses is one line too
+        spec.results_dir.exists()
+    except StorageError as exc:  # a URI no file system takes
+        raise StorageError(f"paths.results: {exc}") from None
+    except OSError as exc:
+        raise StorageError(f"paths.results: cannot read {spec.results_dir}: {exc.strerror or exc}") from None
+    return spec
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -222,9 +271,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments."
-    )
+    parser = _Parser(prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments.")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="log teacher training; a sweep also prints Ray Tune's status tables")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             measure = None if args.quick else lambda: bench_sweep.measure(args.data_root)
             return bench.run(args, sweep_speedup=measure)
     except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
-        print(f"qkd-sweep: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`qkd-sweep validate ... | head`): stop quietly, as

@@ -46,6 +46,7 @@ import hashlib
 import json
 import math
 import os
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,19 +63,48 @@ TRIAL_FIELDS: dict[str, Any] = {
     k: v for k, v in typing.get_type_hints(TrialConfig).items() if k not in _NOT_TRIAL_FIELDS
 }
 
-SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search")
+SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search", "tracking")
 TEACHER_KEYS = {"epochs": int | None, "lr": float | None, "batch_size": int, "seed": int, "recipe": str, "keep": str}
 PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None}
 SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "median", "none")
+#: Integers are stored as 64-bit numbers in the result tables (and torch seeds take no more).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: Grid points a spec may expand to: each one is a validated TrialConfig, so a grid of
+#: millions (an axis pasted in by mistake) would keep ``validate`` busy for hours.
+MAX_COMBINATIONS = 100_000
+#: Longest file or folder name most file systems take, in bytes (the spec name names a folder).
+MAX_NAME_BYTES = 255
+#: Characters that end a line for str.splitlines(): an error message must stay one line.
+_LINE_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break escaped (a key or a file name may hold one)."""
+    return text.translate(str.maketrans(_LINE_BREAKS))
+
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 80, 80, 40
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = _short.maxfrozenset = 6
+
+
+def show(value: Any) -> str:
+    """A bounded repr for messages: a value built from YAML aliases can be billions of items."""
+    try:
+        text = _short.repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits() (YAML reads 0x... of any length)
+        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class SpecError(ConfigError):
     """A spec that cannot run; the message is one line naming the file, field and value."""
 
     def __init__(self, where: str, message: str, source: str | Path | None = None):
-        ValueError.__init__(self, f"{source}: {where}: {message}" if source else f"{where}: {message}")
+        text = f"{source}: {where}: {message}" if source else f"{where}: {message}"
+        ValueError.__init__(self, one_line(text))
         self.field = where
 
 
@@ -96,6 +126,20 @@ class Resources:
     teacher_start_timeout_s: float | None = 600.0
     #: ... and on a started teacher that reports no progress (a line per epoch) for this long; null: never.
     teacher_progress_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where else a sweep's trials are logged, besides its own result files (optional extras).
+
+    ``mlflow``: an MLflow tracking URI (``sqlite:///results/x/mlflow.db``, ``http://...``): one
+    MLflow run per Tune trial, its config as parameters and its metrics per report, through Ray
+    Tune's ``MLflowLoggerCallback`` (``pip install -e '.[mlflow]'``). ``experiment``: the MLflow
+    experiment's name (default: the spec's name).
+    """
+
+    mlflow: str | None = None
+    experiment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +198,7 @@ class Spec:
     #: Hash of what decides the results (not paths or resources).
     spec_hash: str = ""
     axes: tuple[str, ...] = field(default=())
+    tracking: Tracking = field(default_factory=Tracking)
 
     @property
     def results_dir(self) -> Location:
@@ -162,6 +207,9 @@ class Spec:
 
     def with_paths(self, data_root: str | None = None, results_root: str | None = None) -> Spec:
         """The spec with paths overridden from the command line (absolute, as Ray workers need)."""
+        for flag, value in (("--data-root", data_root), ("--results", results_root)):
+            if value and (problem := _path_problem(value)):
+                raise SpecError(flag, problem)
         results = absolute(results_root) if results_root else self.results_root
         cache = self.cache_dir
         if results_root and self.cache_dir == _join(self.results_root, "cache"):
@@ -176,7 +224,14 @@ class Spec:
 
 def absolute(where: str) -> str:
     """A local path made absolute (Ray workers do not share the driver's working directory); a URI as it is."""
-    return where if "://" in where else str(Path(where).resolve())
+    return where if "://" in where else _real(where)
+
+
+def _real(where: str) -> str:
+    try:
+        return str(Path(where).resolve())
+    except OSError:  # a link the system will not read (/proc/1/root): the path as given, made absolute
+        return os.path.abspath(where)
 
 
 def _join(root: str, name: str) -> str:
@@ -205,18 +260,28 @@ def _check_type(value: Any, tp: Any) -> Any:
     if int in allowed and isinstance(value, int):
         return value
     if float in allowed and isinstance(value, int | float):
+        value = float(value)  # OverflowError for an int past 1e308
         if not math.isfinite(value):
             raise TypeError
-        return float(value)
+        return value
     if str in allowed and isinstance(value, str):
         return value
     raise TypeError
 
 
+def _path_problem(where: str) -> str | None:
+    """Why the file system cannot take path or URI ``where`` (a NUL, a name over 255 bytes), or None."""
+    if "\x00" in where:
+        return f"{show(where)}: a path cannot hold a NUL character"
+    if "://" not in where and any(len(part.encode()) > MAX_NAME_BYTES for part in Path(where).parts):
+        return f"{show(where)}: a file or folder name is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
 def _unknown(key: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1)
+    close = difflib.get_close_matches(key, list(known), n=1) if isinstance(key, str) else []
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-    return f"unknown key {key!r}{hint}"
+    return f"unknown key {show(key)}{hint}"
 
 
 class _Reader:
@@ -232,34 +297,79 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(where, f"expected a mapping of keys to values, got {value!r}")
+            self.fail(where, f"expected a mapping of keys to values, got {show(value)}")
         known = list(known)
         for key in value:
             if key not in known:
-                self.fail(f"{where}.{key}" if where else str(key), _unknown(key, known))
+                plain = isinstance(key, str) and 0 < len(key) <= 80 and key.strip() == key
+                name = key if plain else show(key)  # '' or ' x' quoted: the path names the key
+                self.fail(f"{where}.{name}" if where else name, _unknown(key, known))
         return value
 
     def typed(self, value: Any, tp: Any, where: str) -> Any:
         try:
-            return _check_type(value, tp)
+            value = _check_type(value, tp)
         except TypeError:
-            self.fail(where, f"expected {_type_name(tp)}, got {value!r}")
+            self.fail(where, f"expected {_type_name(tp)}, got {show(value)}")
+        except OverflowError:
+            self.fail(where, f"{show(value)} is out of range for a number")
+        if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            self.fail(where, f"{show(value)} is out of range: integers here are 64-bit (at most 2**63 - 1)")
+        return value
+
+    def path(self, value: Any, tp: Any, where: str) -> Any:
+        value = self.typed(value, tp, where)
+        if isinstance(value, str) and (problem := _path_problem(value)):
+            self.fail(where, problem)
+        return value
 
     def trial_value(self, name: str, value: Any, where: str) -> Any:
         if name == "shots":  # 0 in TrialConfig; spelled out in a spec so that shots: 0 is caught
             if value == "exact":
                 return 0
             if not isinstance(value, bool) and isinstance(value, int) and value < 1:
-                self.fail(where, f"must be an integer >= 1, or 'exact' for exact probabilities; got {value!r}")
+                self.fail(where, f"must be an integer >= 1, or 'exact' for exact probabilities; got {show(value)}")
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                self.fail(where, f"expected an integer >= 1, 'exact' or null, got {value!r}")
-            return value
+                self.fail(where, f"expected an integer >= 1, 'exact' or null, got {show(value)}")
+            return self.typed(value, int | None, where)
         if name == "classes" and isinstance(value, int) and not isinstance(value, bool):
-            self.fail(where, f"expected a class subset written as a string like '0-5' or '0,3,5', got {value!r}")
+            self.fail(where, f"expected a class subset written as a string like '0-5' or '0,3,5', got {show(value)}")
         return self.typed(value, TRIAL_FIELDS[name], where)
 
 
 # --------------------------------------------------------------------- load
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: a key given twice in one mapping is an error (the
+    safe loader keeps the last silently), and a scalar its tag cannot read (``!!int abc``,
+    an integer of 5000 digits) is a YAML error with its line, not a ValueError."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            what = show(node.value) if isinstance(node, yaml.ScalarNode) else "the value"
+            problem = f"cannot read {what} as {node.tag.removeprefix('tag:yaml.org,2002:')} ({show(str(exc))})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # << merges (and may override) a mapping
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: the safe loader says so
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {show(key)} is given twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file; raise SpecError (one line) on anything wrong with it."""
     path = Path(path)
@@ -267,15 +377,23 @@ def load_spec(path: str | Path) -> Spec:
     if not path.is_file():
         raise SpecError("spec", f"no such file {source!r}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("spec", f"not a text file (not UTF-8 at byte {exc.start})", source) from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: no tag runs code
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(where, f"malformed YAML: {problem}", source) from None
-    except UnicodeDecodeError:
-        raise SpecError("spec", "not a text file", source) from None
-    return parse_spec(raw, source, default_name=path.stem)
+    except RecursionError:
+        raise SpecError("spec", "nested too deeply to read (YAML lists or mappings hundreds of levels deep)",
+                        source) from None  # fmt: skip
+    try:
+        return parse_spec(raw, source, default_name=path.stem)
+    except RecursionError:
+        raise SpecError("spec", "a value is nested too deeply", source) from None
 
 
 def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") -> Spec:
@@ -288,7 +406,9 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
 
     name = r.typed(raw.get("name", default_name), str, "name")
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        r.fail("name", f"{name!r}: use letters, digits, '-', '_' and '.' (it names the results folder)")
+        r.fail("name", f"{show(name)}: use letters, digits, '-', '_' and '.' (it names the results folder)")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        r.fail("name", f"{show(name)} is {len(name.encode())} bytes; it names a folder: at most {MAX_NAME_BYTES}")
     description = r.typed(raw.get("description", "") or "", str, "description")
 
     def axes(section: Any, where: str) -> dict[str, list]:
@@ -299,31 +419,35 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
             if not values:
                 r.fail(f"{where}.{key}", "empty list: an axis needs at least one value")
             out[key] = [r.trial_value(key, v, f"{where}.{key}[{i}]") for i, v in enumerate(values)]
-            seen = []
+            seen = set()  # the checked values are None, bools, numbers and strings
             for i, v in enumerate(out[key]):
                 if v in seen:
-                    r.fail(f"{where}.{key}[{i}]", f"{values[i]!r} is listed twice")
-                seen.append(v)
+                    r.fail(f"{where}.{key}[{i}]", f"{show(values[i])} is listed twice")
+                seen.add(v)
         return out
 
     grid = axes(raw["grid"], "grid")
     subgrids_raw = raw.get("subgrids")
     if subgrids_raw is not None and (not isinstance(subgrids_raw, list) or not subgrids_raw):
-        r.fail("subgrids", f"expected a non-empty list of axis mappings, got {subgrids_raw!r}")
+        r.fail("subgrids", f"expected a non-empty list of axis mappings, got {show(subgrids_raw)}")
     grids = tuple({**grid, **axes(sub, f"subgrids[{i}]")} for i, sub in enumerate(subgrids_raw or [{}]))
+    combinations = sum(math.prod(len(v) for v in g.values()) for g in grids)
+    if combinations > MAX_COMBINATIONS:
+        r.fail("grid", f"{combinations} combinations, more than {MAX_COMBINATIONS}; split the spec or shorten its axes")
 
     trial_raw = r.mapping(raw.get("trial"), "trial", TRIAL_FIELDS)
     trial = {k: r.trial_value(k, v, f"trial.{k}") for k, v in trial_raw.items()}
     all_axes = sorted({k for g in grids for k in g})
     for key in trial:
         if key in all_axes:
-            r.fail(f"trial.{key}", f"{trial[key]!r} here and also an axis under 'grid'; give it in one place")
+            r.fail(f"trial.{key}", f"{show(trial[key])} here and also an axis under 'grid'; give it in one place")
 
     t_raw = r.mapping(raw.get("teacher"), "teacher", TEACHER_KEYS)
     teacher = TeacherSettings(**{k: r.typed(v, TEACHER_KEYS[k], f"teacher.{k}") for k, v in t_raw.items()})
 
     p_raw = r.mapping(raw.get("paths"), "paths", PATH_KEYS)
-    p = {k: r.typed(v, PATH_KEYS[k], f"paths.{k}") for k, v in p_raw.items()}
+    p = {k: r.path(v, PATH_KEYS[k], f"paths.{k}") if k != "download" else r.typed(v, bool, "paths.download")
+         for k, v in p_raw.items()}  # fmt: skip
     results_root = absolute(p.get("results") or "results")
     data_root = p.get("data_root") or os.environ.get("QKD_DATA_ROOT", "data")
     cache = p.get("cache")
@@ -346,6 +470,8 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
         r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
 
     search = _search(r, raw.get("search"), grids, trial, results_root) if raw.get("search") is not None else None
+    tr_raw = r.mapping(raw.get("tracking"), "tracking", ("mlflow", "experiment"))
+    tracking = Tracking(**{k: r.typed(v, str | None, f"tracking.{k}") for k, v in tr_raw.items()})
     if search is not None and res.get("trials_per_task", 1) != 1:
         r.fail("resources.trials_per_task", "a study runs one config per Tune trial (its scheduler stops them)")
 
@@ -354,10 +480,11 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     spec_hash = hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Spec(
         name=name, source=source, description=description, grids=grids, trial=trial, teacher=teacher,
-        data_root=str(Path(data_root).resolve()), download=p.get("download", True),
+        data_root=_real(data_root), download=p.get("download", True),
         results_root=results_root,
         cache_dir=absolute(cache) if cache else _join(results_root, "cache"),
         resources=Resources(**res), search=search, spec_hash=spec_hash, axes=tuple(all_axes),
+        tracking=tracking,
     )  # fmt: skip
 
 
@@ -423,6 +550,7 @@ def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict, results_
         r.fail("trial.val_samples_per_class", f"a study on {s.metric} needs a validation split; set it >= 1")
     if len(grids) > 1:
         r.fail("subgrids", "a study searches one cell; drop subgrids (run one spec per cell)")
+
     for key, values in grids[0].items():
         if len(values) > 1:
             r.fail(f"grid.{key}", f"{len(values)} values; a study searches one cell, give one value per axis")
