@@ -195,6 +195,9 @@ def quickstart(root: Path, progress=print) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"quickstart failed: {proc.stderr.strip()[-500:]}")
+    log = REPO / "results" / "bench-quickstart.log"  # what a newcomer's `make sweep` prints, tables included
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + proc.stderr)
     import pandas as pd  # noqa: PLC0415
 
     teachers = pd.read_parquet(root / "quickstart" / "quickstart" / "teachers.parquet")

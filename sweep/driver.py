@@ -845,6 +845,33 @@ def _callback(recorder: Recorder):
     return _Callback()
 
 
+def tracking_callbacks(spec: Spec) -> list:
+    """Ray Tune's loggers for the spec's ``tracking:`` section (an MLflow run per Tune trial)."""
+    if not spec.tracking.mlflow:
+        return []
+    try:
+        import mlflow  # noqa: F401, PLC0415
+        from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: PLC0415
+    except ImportError:
+        raise SpecError("tracking.mlflow", "needs MLflow: pip install -e '.[mlflow]' (or mlflow-skinny)") from None
+    uri = spec.tracking.mlflow
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: as Ray's workers see it
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
+
+    class EpochsToMLflow(MLflowLoggerCallback):
+        """An MLflow step per epoch: a report's buffered epochs (``epochs_json``) logged one by one."""
+
+        def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+            epochs = json.loads(result["epochs_json"]) if result.get("epochs_json") else [result]
+            for e in epochs:
+                metrics = {k: v for k, v in e.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                step = int(e.get("epoch") or result.get("training_iteration") or 0)
+                self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics, step=step)
+
+    return [EpochsToMLflow(tracking_uri=uri, experiment_name=spec.tracking.experiment or spec.name,
+                           save_artifact=False)]  # fmt: skip
+
+
 def _reporter(spec: Spec, verbose: int):
     """A trial table every half minute: the trial, its epoch and its accuracies (not the row JSON)."""
     from ray import tune  # noqa: PLC0415
@@ -916,7 +943,7 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
             name=name,
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=res.max_failures),
-            callbacks=[_callback(recorder)],
+            callbacks=[_callback(recorder), *tracking_callbacks(spec)],
             verbose=verbose,
             progress_reporter=_reporter(spec, verbose),
         ),
@@ -953,6 +980,7 @@ def run_sweep(
         summary.wall_s = time.perf_counter() - t0
         return summary
     preflight(pending)
+    tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
     connect(address, num_cpus)  # a cluster address that does not answer fails here, in bounded time
     jobs = grid.teacher_jobs(pending)
