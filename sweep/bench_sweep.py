@@ -78,6 +78,7 @@ _DRIVER = (
 def _run(spec: dict, workers: int, root: Path, tag: str) -> dict:
     """One sweep in a fresh process: its phase-2 and whole-command times and its trials' own."""
     spec = {**spec, "paths": {**spec["paths"], "results": str(root / tag)}}
+    root.mkdir(parents=True, exist_ok=True)
     path = root / f"spec-{tag}.yaml"
     path.write_text(yaml.safe_dump(spec))
     t0 = time.perf_counter()
@@ -156,6 +157,7 @@ def paper_mnist(data_root: str, root: Path, progress=print) -> dict:
     base = yaml.safe_load((REPO / "specs" / "paper.yaml").read_text())
     only = [f"--only=teacher={t}" for t in teachers] + ["--only=dataset=mnist"]
     out: dict = {"paper_mnist_teachers": ",".join(teachers)}
+    root.mkdir(parents=True, exist_ok=True)
     for backend in ("statevector", "aer"):
         spec = {**base, "name": f"paper-{backend}", "trial": {**base["trial"], "backend": backend},
                 "paths": {**base["paths"], "results": str(root / backend), "cache": str(cache),
@@ -188,6 +190,7 @@ def quickstart(root: Path, progress=print) -> dict:
     """``qkd-sweep sweep specs/quickstart.yaml`` from an empty results folder and teacher cache."""
     base = yaml.safe_load((REPO / "specs" / "quickstart.yaml").read_text())
     spec = {**base, "paths": {**base.get("paths", {}), "results": str(root / "quickstart")}}
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "quickstart.yaml"
     path.write_text(yaml.safe_dump(spec))
     t0 = time.perf_counter()
@@ -202,45 +205,57 @@ def quickstart(root: Path, progress=print) -> dict:
 
     teachers = pd.read_parquet(root / "quickstart" / "quickstart" / "teachers.parquet")
     trials = pd.read_parquet(root / "quickstart" / "quickstart" / "trials.parquet")
-    progress(f"  quickstart: {wall:.1f}s ({len(trials)} trials, teachers {float(teachers.wall_s.sum()):.0f}s)")
-    return {"quickstart_wall_s": wall, "quickstart_teacher_wall_s": float(teachers.wall_s.sum()),
+    progress(f"  quickstart: {wall:.1f}s ({len(trials)} trials, teachers {float(teachers.train_seconds.sum()):.0f}s)")
+    return {"quickstart_wall_s": wall, "quickstart_teacher_wall_s": float(teachers.train_seconds.sum()),
             "quickstart_trial_wall_s_sum": float(trials.wall_s.sum()),
             "quickstart_executor": str(trials.executor.iloc[0])}  # fmt: skip
+
+
+def _part(out: dict, name: str, progress, fn, *args) -> None:
+    """One measurement into ``out``; a failure is a key saying why (the others still run)."""
+    try:
+        out.update(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - a bench reports what failed instead of stopping
+        out[f"{name}_error"] = f"{type(exc).__name__}: {str(exc).strip()[-300:]}"
+        progress(f"  {name} failed: {out[name + '_error']}")
+
+
+def _two_workers_keys(data_root: str | None, root: Path, backend: str, key: str, progress) -> dict:
+    got = two_workers(data_root, root, backend, progress)
+    one = got["one"]
+    return {
+        f"sweep_speedup_2_workers_{key}": got["speedup"],
+        f"sweep_efficiency_2_workers_{key}": got["efficiency"],
+        f"sweep_speedup_2_workers_whole_command_{key}": got["whole_command_speedup"],
+        f"bare_speedup_2_processes_{key}": got["bare"],
+        f"sweep_phase_s_1_worker_{key}": one["phase2_s"],
+        f"sweep_phase_s_2_workers_{key}": got["two"]["phase2_s"],
+        f"sweep_trial_wall_s_mean_{key}": one["trial_s_sum"] / TRIALS,
+        f"ray_overhead_frac_per_trial_{key}": one["phase2_s"] / one["trial_s_sum"] - 1,
+        "sweep_dataset": one["dataset"],
+    }
 
 
 def measure(data_root: str | None = None, progress=print) -> dict:
     """Flat keys for the bench JSON."""
     from sweep.bench_writes import write_cost  # noqa: PLC0415
 
-    out: dict = {}
+    out: dict = {"sweep_trials": TRIALS}
     with tempfile.TemporaryDirectory(prefix="qkd-bench-sweep-") as d:
         root = Path(d)
         for backend, key in (("aer", "aer"), ("statevector", "sampled")):
-            got = two_workers(data_root, root / backend, backend, progress)
-            one = got["one"]
-            out.update({
-                f"sweep_speedup_2_workers_{key}": got["speedup"],
-                f"sweep_efficiency_2_workers_{key}": got["efficiency"],
-                f"sweep_speedup_2_workers_whole_command_{key}": got["whole_command_speedup"],
-                f"bare_speedup_2_processes_{key}": got["bare"],
-                f"sweep_phase_s_1_worker_{key}": one["phase2_s"],
-                f"sweep_phase_s_2_workers_{key}": got["two"]["phase2_s"],
-                f"sweep_trial_wall_s_mean_{key}": one["trial_s_sum"] / TRIALS,
-                f"ray_overhead_frac_per_trial_{key}": one["phase2_s"] / one["trial_s_sum"] - 1,
-            })  # fmt: skip
-            out.setdefault("sweep_dataset", one["dataset"])
+            _part(out, f"sweep_{key}", progress, _two_workers_keys, data_root, root / backend, backend, key, progress)
         # The headline figures are Aer's, as before; both executors' are in the keys above.
-        out["sweep_speedup_2_workers"] = out["sweep_speedup_2_workers_aer"]
-        out["sweep_efficiency_2_workers"] = min(out["sweep_efficiency_2_workers_aer"],
-                                                out["sweep_efficiency_2_workers_sampled"])  # fmt: skip
-        out["bare_speedup_2_processes"] = out["bare_speedup_2_processes_aer"]
-        out["sweep_trials"] = TRIALS
-        out.update(short_trials(root / "short", progress))
+        out["sweep_speedup_2_workers"] = out.get("sweep_speedup_2_workers_aer")
+        effs = [out[k] for k in ("sweep_efficiency_2_workers_aer", "sweep_efficiency_2_workers_sampled") if k in out]
+        out["sweep_efficiency_2_workers"] = min(effs) if effs else None
+        out["bare_speedup_2_processes"] = out.get("bare_speedup_2_processes_aer")
+        _part(out, "short_trials", progress, short_trials, root / "short", progress)
         if _has_mnist(data_root):
-            out.update(paper_mnist(data_root, root / "paper", progress))
+            _part(out, "paper_mnist", progress, paper_mnist, data_root, root / "paper", progress)
         else:
             out["sweep_wall_s_paper_mnist_sampled"] = out["sweep_wall_s_paper_mnist_aer"] = None
-        out.update(quickstart(root / "qs", progress))
+        _part(out, "quickstart", progress, quickstart, root / "qs", progress)
     progress("  result writes per trial at 100, 1,000 and 10,000 rows")
-    out.update(write_cost())
+    _part(out, "writes", progress, write_cost)
     return out

@@ -127,24 +127,74 @@ def _fmt(x: float) -> str:
     return "  -   " if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
 
 
+def _interactive(stream=None) -> bool:
+    """A person watching: stderr (or ``stream``) is a terminal and no CI runner says otherwise."""
+    return (stream or sys.stderr).isatty() and not os.environ.get("CI")
+
+
+class _Bars:
+    """tqdm bars (epochs done, ETA) on a terminal; the same progress as plain lines elsewhere
+    (CI, pipes, files), one per epoch."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bars = enabled, {}
+
+    def step(self, name: str, done: int, total: int, line: str, **postfix) -> None:
+        if not self.enabled:
+            print(line, file=sys.stderr, flush=True)
+            return
+        from tqdm import tqdm  # noqa: PLC0415 - only on a terminal
+
+        bar = self.bars.get(name)
+        if bar is None:
+            bar = self.bars[name] = tqdm(total=total, desc=name, unit="epoch", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
+        bar.refresh()
+
+    def write(self, line: str) -> None:
+        if self.enabled:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
     from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
     from workers.trial import run_trial  # noqa: PLC0415
 
     cfg = _config(args)
     out = Path(args.out)
+    bars = _Bars(enabled=not args.quiet and _interactive())
 
     def progress(r: dict) -> None:
-        if not args.quiet:
-            print(f"epoch {r['epoch']:>3}/{cfg.epochs}  train_loss {_fmt(r['train_loss'])}  "
-                  f"train_acc {_fmt(r['train_acc'])}  test_loss {_fmt(r['test_loss'])}  "
-                  f"test_acc {_fmt(r['test_acc'])}  ({r['wall_s']:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+        if args.quiet:
+            return
+        line = (f"epoch {r['epoch']:>3}/{cfg.epochs}  train_loss {_fmt(r['train_loss'])}  "
+                f"train_acc {_fmt(r['train_acc'])}  test_loss {_fmt(r['test_loss'])}  "
+                f"test_acc {_fmt(r['test_acc'])}  ({r['wall_s']:.1f}s)")  # fmt: skip
+        bars.step("student", r["epoch"], cfg.epochs, line, test_acc=f"{r['test_acc']:.4f}")
 
     def teacher_progress(line: str) -> None:
-        if not args.quiet:
-            print(f"teacher {cfg.teacher}: {line}", file=sys.stderr, flush=True)
+        if args.quiet:
+            return
+        done, _, total = line.removeprefix("epoch ").partition(" ")[0].partition("/")
+        if done.isdigit() and total.isdigit():
+            bars.step(f"teacher {cfg.teacher}", int(done), int(total), f"teacher {cfg.teacher}: {line}")
+        else:
+            bars.write(f"teacher {cfg.teacher}: {line}")
 
-    result = run_trial(cfg, progress, teacher_progress)
+    try:
+        result = run_trial(cfg, progress, teacher_progress)
+    finally:
+        bars.close()
     row = result.row
     # Epochs first, trial row last: a trial row is the mark that a trial finished.
     append_rows(out / EPOCHS, result.epochs)
