@@ -21,6 +21,7 @@ TIMINGS = [
     "naive_fwd_us_q3", "naive_grad_us_q3", "sv_grad_us_q3", "sv_grad_us_q4",
     "trial_wall_s_aer_q3", "peak_rss_mb_trial", "aer_grad_us_per_circuit_q3", "aer_sim_us_per_circuit_q3",
     "sampled_grad_us_q3", "sampled_us_per_circuit_q3", "sampled_grad_us_q4", "trial_wall_s_sampled_q3",
+    "sv_grad_us_q8", "sampled_grad_us_q8",
 ]  # fmt: skip
 
 
@@ -44,6 +45,7 @@ def test_quick_bench_writes_one_flat_json_object(tmp_path, monkeypatch):
     )
     assert written["aer_direct_path"] is True
     assert written["trial_same_test_acc"] is True  # same seed and stream on both executors: same counts
+    assert written["circuits_per_sample_grad_q8"] == 1 + 2 * (255 + 16)  # 8-qubit encoding + hea x 2
     assert written["machine_cores"] >= 1 and written["qiskit_aer_version"]
     if written["pennylane_version"]:
         assert written["pennylane_grad_us_q3"] > 0 and written["pennylane_max_abs_diff_q3"] < 1e-10

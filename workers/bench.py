@@ -30,6 +30,7 @@ Ray: the sweep driver passes its own measurement in as ``sweep_speedup``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -260,6 +261,22 @@ def time_statevector(circuit: Circuit, sizes: Sizes) -> float:
     return t / sizes.sv_batch * 1e6
 
 
+def time_large(n_qubits: int, quick: bool) -> dict:
+    """Per-sample forward + gradient at ``n_qubits`` on the torch executor: exact with autograd
+    (batch 64) and with 5000 shots and the parameter-shift rule (batch 4: 1 + 2P circuits per
+    sample, 543 at 8 qubits); a couple of repeats, these take seconds each."""
+    circuit = bench_circuit(n_qubits)
+    out = {}
+    for key, shots, batch in (("sv_grad_us", 0, 4 if quick else 64), ("sampled_grad_us", SHOTS, 1 if quick else 4)):
+        features, weights, upstream = bench_inputs(circuit, batch)
+        enc = encoding_params(circuit, features).detach()
+        backend = make_backend("statevector", circuit, shots, None, 0)
+        step = functools.partial(_forward_backward, backend.probabilities, enc, weights, upstream)
+        out[f"{key}_q{n_qubits}"] = median_seconds(step, 1 if quick else 3) / batch * 1e6
+    out[f"circuits_per_sample_grad_q{n_qubits}"] = 1 + 2 * circuit.n_params
+    return out
+
+
 def pennylane_probabilities(circuit: Circuit):
     """The same circuit as a PennyLane ``default.qubit`` QNode (torch, backprop), broadcast over the batch.
 
@@ -420,6 +437,8 @@ TABLE = (
     ("sampled_grad_us_q3", "torch executor, 5000 shots, + parameter shift, 3 qubits", "us/sample"),
     ("sampled_us_per_circuit_q3", "  per bound circuit, 3 qubits", "us"),
     ("sampled_grad_us_q4", "torch executor, 5000 shots, + parameter shift, 4 qubits", "us/sample"),
+    ("sv_grad_us_q8", "statevector forward + backward, 8 qubits", "us/sample"),
+    ("sampled_grad_us_q8", "torch executor, 5000 shots, + parameter shift, 8 qubits", "us/sample"),
     ("trial_wall_s_aer_q3", "one trial, paper settings, Aer", "s"),
     ("trial_wall_s_sampled_q3", "the same trial, torch executor, 5000 shots", "s"),
     ("peak_rss_mb_trial", "peak memory of that trial's process", "MB"),
@@ -501,6 +520,9 @@ def run_bench(
         result[f"sampled_fwd_us_q{n}"] = sampled["fwd_us"]
         result[f"sampled_grad_us_q{n}"] = sampled["grad_us"]
         result[f"sampled_us_per_circuit_q{n}"] = sampled["grad_us_per_circuit"]
+
+    progress("bench: torch executor, 8 qubits, exact and with 5000 shots")
+    result.update(time_large(8, quick))
 
     progress("bench: PennyLane default.qubit, 3 qubits")
     pl = time_pennylane(bench_circuit(3), sizes)
