@@ -30,6 +30,7 @@ plain function of a :class:`~workers.config.TrialConfig`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -439,10 +440,8 @@ class _Watchdog:
             from ray.experimental.internal_kv import _internal_kv_del  # noqa: PLC0415
 
             for ref in self.refs:
-                try:
+                with contextlib.suppress(Exception):  # best effort: the values are a few bytes
                     _internal_kv_del(_beat_key(ref.task_id().hex()), namespace=_BEAT_NAMESPACE)
-                except Exception:  # noqa: BLE001, S110 - best effort, the values are a few bytes
-                    pass
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

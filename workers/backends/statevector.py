@@ -345,38 +345,6 @@ class StatevectorExecutor:
         return (state * state).cpu().numpy()
 
 
-def _slot_trig(enc: np.ndarray, shift: float, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of half of every encoding angle in every slot, (n_enc, B * slots, 1):
-    the sample's angles, but angle k shifted by +shift in slot 1 + k and by -shift in
-    slot 1 + n_enc + k (by the angle-addition formulas: two trig calls per angle, not 2 x slots)."""
-    b, n_enc = enc.shape
-    half = enc.T * 0.5  # (n_enc, B)
-    c, s = np.cos(half), np.sin(half)
-    cs, ss = math.cos(shift / 2), math.sin(shift / 2)
-    cos = np.repeat(c[:, :, None], slots, axis=2)  # (n_enc, B, slots)
-    sin = np.repeat(s[:, :, None], slots, axis=2)
-    k = np.arange(n_enc)
-    cos[k, :, 1 + k], sin[k, :, 1 + k] = c * cs - s * ss, s * cs + c * ss
-    cos[k, :, 1 + n_enc + k], sin[k, :, 1 + n_enc + k] = c * cs + s * ss, s * cs - c * ss
-    return cos.reshape(n_enc, b * slots, 1), sin.reshape(n_enc, b * slots, 1)
-
-
-def _block_matrices(block: _Block, weights: np.ndarray) -> np.ndarray:
-    """The fused block's matrix for each row of ``weights``: (rows, dim, dim)."""
-    rows, dim = len(weights), block.start.shape[0]
-    half = weights.T * 0.5
-    cos = np.repeat(np.cos(half), dim, axis=1)[:, :, None]  # (n_w, rows * dim, 1)
-    sin = np.repeat(np.sin(half), dim, axis=1)[:, :, None]
-    x = np.tile(block.start, (rows, 1))  # the rows' matrices stacked: (rows * dim, dim)
-    for step, arg in block.steps:
-        if step == "ry":
-            k, q_mat = arg
-            x = x * cos[k] + _times(x, q_mat) * sin[k]
-        else:
-            x = x @ arg
-    return x.reshape(rows, dim, dim)
-
-
 def _shift_plan(program: list[tuple[str, object]], dim: int):
     """(encoding steps, the weights' block or None, the constant matrix after it) when the
     program is the encoding, then at most one trainable block, then constants; else None."""
@@ -385,7 +353,12 @@ def _shift_plan(program: list[tuple[str, object]], dim: int):
         return step[0] == "block" and any(k == "ry" for k, _ in step[1].steps)
 
     def constant(step: tuple[str, object]) -> np.ndarray:
-        return _block_matrices(step[1], np.zeros((1, 0)))[0] if step[0] == "block" else step[1]
+        if step[0] != "block":
+            return step[1]
+        x = step[1].start  # a block with no trainable gate: its start times its constants
+        for _, a in step[1].steps:
+            x = x @ a
+        return x
 
     blocks = [i for i, step in enumerate(program) if trainable(step)]
     last_enc = max((i for i, (kind, _) in enumerate(program) if kind == "ry"), default=-1)
