@@ -1,10 +1,11 @@
-"""``qkd-sweep bench``: the command-line face of :func:`workers.bench.run_bench`.
+"""``qkd-sweep bench``: the command-line face of :func:`sweep.bench_quantum.run_bench`.
 
 Only argument handling and printing live here; the measuring is in
-``workers.bench`` so that it runs the same from the CLI, ``make bench`` and the
-tests. The sweep driver's speed-up with two workers is passed in as a hook
-(``sweep_speedup``) by whoever wires this command up, since ``workers`` stays
-free of Ray.
+:mod:`sweep.bench_quantum` (the quantum paths and one trial) and
+:mod:`sweep.bench_sweep` (whole sweeps, through Ray), so that it runs the same
+from the CLI, ``make bench`` and the tests. The sweep's speed-up with two workers
+is passed in as a hook (``sweep_speedup``) by whoever wires this command up, so
+that a quick run leaves it out and the quantum measurements never import Ray.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, sweep_speedup: Callable[[], float] | None = None) -> int:
-    from workers.bench import format_table, run_bench  # noqa: PLC0415
+    from sweep.bench_quantum import format_table, run_bench  # noqa: PLC0415 (torch and the backends: not at CLI start)
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

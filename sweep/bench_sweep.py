@@ -36,20 +36,18 @@ from pathlib import Path
 
 import yaml
 
+from sweep.bench_quantum import has_mnist
+
 TRIALS = 8
 REPO = Path(__file__).resolve().parents[1]
 QKD = str(Path(sys.executable).parent / "qkd-sweep")
-
-
-def _has_mnist(data_root: str | None) -> bool:
-    return data_root is not None and (Path(data_root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
 
 def _spec(results: Path, data_root: str | None, backend: str = "aer", seeds: int = TRIALS,
           per_task: int = 1, short: bool = False) -> dict:  # fmt: skip
     """Baseline trials at the paper's settings on MNIST 0-5 when its files are there, else digits;
     ``short``: digits, the quickstart's sizes (trials of about a second on the torch executor)."""
-    mnist = _has_mnist(data_root) and not short
+    mnist = has_mnist(data_root) and not short
     per_class = 150 if mnist else 80
     grid = {"dataset": "mnist" if mnist else "digits", "classes": "0-5", "teacher": "none", "qubits": 3}
     trial = {"backend": backend, "shots": 5000, "epochs": 10}
@@ -251,7 +249,7 @@ def measure(data_root: str | None = None, progress=print) -> dict:
         out["sweep_efficiency_2_workers"] = min(effs) if effs else None
         out["bare_speedup_2_processes"] = out.get("bare_speedup_2_processes_aer")
         _part(out, "short_trials", progress, short_trials, root / "short", progress)
-        if _has_mnist(data_root):
+        if has_mnist(data_root):
             _part(out, "paper_mnist", progress, paper_mnist, data_root, root / "paper", progress)
         else:
             out["sweep_wall_s_paper_mnist_sampled"] = out["sweep_wall_s_paper_mnist_aer"] = None

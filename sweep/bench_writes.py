@@ -1,6 +1,6 @@
 """What the driver's result writes cost per trial, as a table grows.
 
-:func:`write_cost` times :meth:`sweep.driver.Recorder.write` -- the call the Tune
+:func:`write_cost` times :meth:`sweep.recorder.Recorder.write` -- the call the Tune
 callback makes as each trial ends (its epoch rows, then its row) -- on a results
 folder that already holds N trials, for each N asked. The folder is the one a
 sweep has after N trials: N parts in ``trials.parquet/`` and N in
@@ -60,7 +60,7 @@ def _trial(i: int) -> tuple[dict, list[dict]]:
 
 
 def _recorder(root: Path):
-    from sweep.driver import Recorder  # noqa: PLC0415
+    from sweep.recorder import Recorder  # noqa: PLC0415
 
     return Recorder(_spec(str(root)), "config_hash", None, None)
 

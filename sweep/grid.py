@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sweep.spec import Spec, SpecError
-from workers.config import ENSEMBLE_MEMBERS, ConfigError, TeacherSettings, TrialConfig, parse_classes, trained_as_one
+from workers.config import ConfigError, TeacherSettings, TrialConfig, members_of, parse_classes, trained_as_one
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,11 @@ class Grid:
             if cfg.teacher == "none":
                 continue
             assembled = not trained_as_one(cfg.teacher, cfg.teacher_settings.recipe)
-            archs = [*ENSEMBLE_MEMBERS, cfg.teacher] if assembled else [cfg.teacher]
+            archs = [*members_of(cfg.teacher), cfg.teacher] if assembled else [cfg.teacher]
             for arch in archs:
                 job = TeacherJob(cfg.dataset, cfg.classes, arch, cfg.teacher_settings)
                 jobs.setdefault(job.key, job)
-        return sorted(jobs.values(), key=lambda j: (j.arch == "ensemble", j.dataset, j.key[1], j.arch))
+        return sorted(jobs.values(), key=lambda j: (bool(members_of(j.arch)), j.dataset, j.key[1], j.arch))
 
 
 def trial_config(spec: Spec, values: dict) -> TrialConfig:

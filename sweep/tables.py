@@ -60,6 +60,8 @@ import pandas as pd
 from scipy import stats
 
 from sweep.results import EPOCHS, TEACHERS, TRIALS
+from workers.config import DATASETS
+from workers.config import TEACHERS as TEACHER_KINDS
 from workers.io import atomic_write
 
 #: Student settings that make two trials different experiments (those absent in a file are skipped).
@@ -76,9 +78,10 @@ STUDENT_NAMES = {
     "amplitude": "Quantum, {q} qubit",
     "cnn-angle": "Quantum (CNN + angle encoding), {q} qubit",
     "cnn-classical": "Classical control (CNN + linear {q}→{d}), {q}-qubit shape",
+    "classical": "Classical, {p} parameters ({q}-qubit size)",
 }
-DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "digits": "Digits"}
-TEACHER_NAMES = {"none": "baseline", "alexnet": "AlexNet", "lenet": "LeNet", "ensemble": "Ensemble"}
+#: Teachers in the paper's order (AlexNet, LeNet, Ensemble), then every other registered kind.
+FIRST_TEACHERS = ("none", "alexnet", "lenet", "ensemble")
 CATEGORIES = ("Student", "Teacher", "Distillation")
 FIGURES = {"loss_curves": "figures/loss_curves.png", "accuracy_bars": "figures/accuracy_bars.png"}
 #: Table key: a dataset and a settings group; a cell adds classes and qubits.
@@ -188,6 +191,8 @@ def _student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     agg |= {"teacher_keys": ("teacher_key", lambda s: frozenset(s[s != ""]))}
     if "val_acc" in ok:
         agg["val"] = ("val_acc", "mean")
+    if "n_params" in ok:  # a student's size (its name in a table, for a classical one)
+        agg["n_params"] = ("n_params", "max")
     per_seed = ok.groupby([*keys, "seed"], dropna=False).agg(**agg).reset_index()
     # A run that never learned: test accuracy under twice chance (2 / C).
     per_seed["collapsed"] = per_seed["acc"] < 2 / per_seed["n_classes"].clip(lower=1)
@@ -196,6 +201,7 @@ def _student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         median=("acc", "median"), min=("acc", "min"), max=("acc", "max"), n_collapsed=("collapsed", "sum"),
         n_teachers=("teacher_keys", lambda s: len(frozenset().union(*s))), dup_seeds=("runs", lambda r: (r > 1).sum()),
         **({"val_mean": ("val", "mean"), "val_std": ("val", "std")} if "val_acc" in ok else {}),
+        **({"n_params": ("n_params", "max")} if "n_params" in ok else {}),
     ).reset_index()  # fmt: skip
     for col in ("mean", "std", "median", "min", "max", "val_mean", "val_std"):
         if col in rows:
@@ -230,16 +236,20 @@ def _teacher_rows(ok: pd.DataFrame, teachers: pd.DataFrame | None) -> tuple[pd.D
     if teachers is not None and {"teacher_key", "test_acc"} <= set(teachers):
         known = teachers.drop_duplicates("teacher_key", keep="last").set_index("teacher_key")["test_acc"]
         models["acc"] = models["tkey"].map(known).fillna(models["acc"])
+        if "n_params" in teachers:
+            sizes = teachers.drop_duplicates("teacher_key", keep="last").set_index("teacher_key")["n_params"]
+            models["n_params"] = models["tkey"].map(sizes)
     models["acc"] = models["acc"].astype(float)
     rows = models.groupby([*TABLE, "classes", "teacher"], dropna=False).agg(
         mean=("acc", "mean"), std=("acc", "std"), n=("acc", "size"), n_teachers=("tkey", "nunique"),
         n_seeds=("teacher_seed", "nunique"), n_classes=("n_classes", "first"),
+        **({"n_params": ("n_params", "max")} if "n_params" in models else {}),
     ).reset_index()  # fmt: skip
     rows[["mean", "std"]] *= 100
     rows["category"] = "Teacher"
     mixed = rows[rows["n_teachers"] > rows["n_seeds"]]
     notes = [
-        ((r.dataset, r.setting), f"Classical, {_teacher_name(r.teacher)} {_dataset_label(r.dataset, r.classes)} pools "
+        ((r.dataset, r.setting), f"{_teacher_kind(r.teacher)} {_dataset_label(r.dataset, r.classes)} pools "
          f"{r.n_teachers} teacher models from only {r.n_seeds} seed(s): they were trained with different settings.")
         for r in mixed.itertuples()
     ]  # fmt: skip
@@ -249,12 +259,30 @@ def _teacher_rows(ok: pd.DataFrame, teachers: pd.DataFrame | None) -> tuple[pd.D
 # ---------------------------------------------------------------------------- labels
 
 
+def _dataset_name(dataset: str) -> str:
+    return DATASETS[dataset].label if dataset in DATASETS else str(dataset)
+
+
 def _dataset_label(dataset: str, classes: str) -> str:
-    return f"{DATASET_NAMES.get(dataset, dataset)} {classes}"
+    return f"{_dataset_name(dataset)} {classes}"
 
 
 def _teacher_name(teacher: str) -> str:
-    return TEACHER_NAMES.get(teacher, str(teacher).title())
+    return TEACHER_KINDS[teacher].label if teacher in TEACHER_KINDS else str(teacher).title()
+
+
+def _teacher_kind(teacher: str) -> str:
+    """A teacher row's name: ``Classical, LeNet``; ``Quantum, QNN 8 qubit``."""
+    quantum = teacher in TEACHER_KINDS and TEACHER_KINDS[teacher].quantum
+    return f"{'Quantum' if quantum else 'Classical'}, {_teacher_name(teacher)}"
+
+
+def _teacher_rank() -> list[str]:
+    return [*FIRST_TEACHERS, *(t for t in TEACHER_KINDS if t not in FIRST_TEACHERS)]
+
+
+def _dataset_rank() -> list[str]:
+    return list(DATASETS)
 
 
 def _num(x) -> str:
@@ -273,7 +301,10 @@ def _kd_suffix(r, show: dict[str, bool]) -> str:
 
 def _student_name(r) -> str:
     q = int(r.qubits)
-    return STUDENT_NAMES.get(getattr(r, "student", "amplitude") or "amplitude", "{q} qubit").format(q=q, d=2**q)
+    n_params = getattr(r, "n_params", math.nan)
+    p = f"{int(n_params):,}" if pd.notna(n_params) and n_params >= 0 else "?"
+    name = STUDENT_NAMES.get(getattr(r, "student", "amplitude") or "amplitude", "{q} qubit")
+    return name.format(q=q, d=2**q, p=p)
 
 
 def _architecture(r, show: dict[str, bool]) -> str:
@@ -281,7 +312,7 @@ def _architecture(r, show: dict[str, bool]) -> str:
     if r.category == "Student":
         return student
     if r.category == "Teacher":
-        return f"Classical, {_teacher_name(r.teacher)}"
+        return _teacher_kind(r.teacher)
     return f"Teacher: {_teacher_name(r.teacher)}{_kd_suffix(r, show)}, Student: {student}"
 
 
@@ -291,7 +322,7 @@ def _setting_text(values: pd.Series, cols: list[str]) -> str:
 
 def _order(rows: pd.DataFrame) -> pd.DataFrame:
     """The paper's order: Student, Teacher, Distillation; AlexNet, LeNet, Ensemble; then qubits, classes."""
-    known = list(TEACHER_NAMES)
+    known = _teacher_rank()
     rank = {
         "_cat": rows["category"].map(CATEGORIES.index),
         "_teacher": rows["teacher"].map(lambda t: known.index(t) if t in known else len(known)),
@@ -334,14 +365,14 @@ def _build(results_dir: str | Path) -> _Report:
     rows["architecture"] = [_architecture(r, shows[(r.dataset, r.setting)]) for r in rows.itertuples()]
     rows["dataset_label"] = [_dataset_label(d, c) for d, c in zip(rows["dataset"], rows["classes"], strict=True)]
 
-    known = list(DATASET_NAMES)
+    known = _dataset_rank()
     table_keys = sorted(
         rows.set_index(TABLE).index.unique(), key=lambda k: (known.index(k[0]) if k[0] in known else 99, k)
     )
     tables = []
     for ds, setting in table_keys:
         sub = rows[(rows["dataset"] == ds) & (rows["setting"] == setting)]
-        title = f"Table: {DATASET_NAMES.get(ds, ds)}"
+        title = f"Table: {_dataset_name(ds)}"
         if varying:
             title += f" ({_setting_text(setting_values.loc[setting], varying)})"
         if _on_test(setting_values, setting):
@@ -427,8 +458,9 @@ def _table_notes(sub, excluded, ds, setting, setting_values, settings) -> list[s
 
 def _csv_frame(rows: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     first = ["table", "category", "architecture", "dataset_label", "dataset", "classes", "n_classes", "qubits"]
-    cols = [*first, *VARIANT, *settings, *CSV_NUMBERS, *[c for c in ("val_mean", "val_std") if c in rows]]
+    cols = [*first, *VARIANT, *settings, *CSV_NUMBERS, *[c for c in ("val_mean", "val_std", "n_params") if c in rows]]
     counts = ["n_classes", "qubits", "n", "baseline_n", "n_pairs", "n_teachers"]  # NaN where a row has none
+    counts += ["n_params"] if "n_params" in rows else []
     return rows[cols].astype(dict.fromkeys(counts, "Int64")).reset_index(drop=True)
 
 
@@ -571,7 +603,7 @@ def _colors(labels: list[str]) -> dict[str, str]:
 
 
 def _label_order(df: pd.DataFrame) -> list[str]:
-    known = list(TEACHER_NAMES)
+    known = _teacher_rank()
     first = df.drop_duplicates("label").assign(
         _t=lambda x: x["teacher"].map(lambda t: known.index(t) if t in known else 9)
     )

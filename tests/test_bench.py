@@ -11,8 +11,8 @@ import torch
 from qiskit.quantum_info import Statevector
 from qiskit_aer import AerSimulator
 
+import sweep.bench_quantum as bench
 import workers.backends.aer_direct as aer_direct
-import workers.bench as bench
 from workers.backends import AerBackend, StatevectorBackend, to_qiskit
 from workers.circuits import Circuit, Gate, build_circuit, encoding_params
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import workers.data as data
-from workers.config import DEFAULT_SAMPLES_PER_CLASS
+from workers.config import DATASETS
 from workers.data import (
     DataError,
     Dataset,
@@ -280,7 +280,7 @@ def test_digits_train_and_test_are_disjoint_images():
 
 
 def test_digits_default_samples_fit_every_class():
-    per = DEFAULT_SAMPLES_PER_CLASS["digits"]
+    per = DATASETS["digits"].samples_per_class
     ds = load_dataset("digits", tuple(range(10)))
     train, test = student_splits(ds, per, per, seed=0)
     assert np.array_equal(_counts(train, 10), [per] * 10)

@@ -66,3 +66,28 @@ def test_mlflow_missing_is_one_line_naming_the_field(monkeypatch):
     with pytest.raises(SpecError, match=r"^tracking.mlflow: needs MLflow: pip install"):
         tracking_callbacks(spec)
     assert tracking_callbacks(parse_spec({"name": "y", "grid": {"dataset": "digits"}})) == []
+
+
+def test_an_epoch_reported_early_and_again_with_the_row_is_logged_once(tmp_path):
+    """A slow trial's first epochs reach Tune early; its last report carries every epoch again
+    (for its result row): MLflow gets each step once, and the next config of the same Tune
+    trial (trials_per_task > 1) starts from step 1 again."""
+    import json
+
+    from sweep.students_phase import tracking_callbacks
+
+    spec = parse_spec({"name": "x", "grid": {"dataset": "digits", "teacher": "none"},
+                       "tracking": {"mlflow": f"sqlite:///{tmp_path / 'm.db'}"}})  # fmt: skip
+    (callback,) = tracking_callbacks(spec)
+    steps = []
+
+    class Util:
+        def log_metrics(self, run_id, metrics_to_log, step):
+            steps.append((run_id, step, metrics_to_log["test_acc"]))
+
+    callback.mlflow_util, callback._trial_runs = Util(), {"t": "run-1"}
+    epochs = [{"epoch": e, "test_acc": e / 10} for e in (1, 2, 3)]
+    callback.log_trial_result(1, "t", {**epochs[0], "epochs_json": json.dumps(epochs[:1])})
+    callback.log_trial_result(2, "t", {**epochs[2], "epochs_json": json.dumps(epochs), "row_json": "{}"})
+    callback.log_trial_result(3, "t", {**epochs[2], "epochs_json": json.dumps(epochs), "row_json": "{}"})
+    assert steps == [("run-1", 1, 0.1), ("run-1", 2, 0.2), ("run-1", 3, 0.3)] * 2

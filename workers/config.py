@@ -18,8 +18,76 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = ("mnist", "fashionmnist", "digits")
-TEACHERS = ("none", "lenet", "alexnet", "ensemble")
+
+class Registry(dict):
+    """Kinds by name, in the order they were registered: one table per idea (datasets,
+    teachers, students), read at call time by validation, the CLI's help and the tables,
+    so that :meth:`add` is all a new kind needs here (its builder is registered beside
+    the code that builds it: :mod:`workers.data`, :mod:`workers.teachers`,
+    :mod:`workers.student`)."""
+
+    def add(self, kind):
+        self[kind.name] = kind
+        return kind
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """A dataset as the rest of the code needs to know it, without loading it; its loader
+    is :data:`workers.data.LOADERS` under the same name."""
+
+    name: str
+    #: How tables and figures name it.
+    label: str
+    #: Channels, height, width of every image (what the models are built for).
+    shape: tuple[int, int, int]
+    #: Student samples per class (train and test) when the config names none.
+    samples_per_class: int
+    description: str = ""
+
+
+DATASETS: Registry = Registry()
+for _kind in (
+    DatasetKind("mnist", "MNIST", (1, 28, 28), 150, "handwritten digits, the IDX files (torchvision MNIST)"),
+    DatasetKind("fashionmnist", "FashionMNIST", (1, 28, 28), 150,
+                "Zalando's clothing images, the IDX files (torchvision FashionMNIST)"),
+    # digits: the smallest class (the 8s) has 174 images, split in half between train and test.
+    DatasetKind("digits", "Digits", (1, 28, 28), 80,
+                "scikit-learn's bundled 8x8 digits, resized to 28x28 (no download)"),
+    DatasetKind("cifar10", "CIFAR10 (gray)", (1, 32, 32), 150,
+                "CIFAR10's python batches (torchvision CIFAR10), as luminance (ITU-R 601)"),
+    DatasetKind("cifar10-rgb", "CIFAR10", (3, 32, 32), 150,
+                "CIFAR10's python batches (torchvision CIFAR10), in colour"),
+):  # fmt: skip
+    DATASETS.add(_kind)
+
+
+@dataclass(frozen=True)
+class TeacherKind:
+    """A teacher as the rest of the code needs to know it; its model is built by
+    :data:`workers.teachers.MODELS` under the same name (an ensemble has no model:
+    it is its members)."""
+
+    name: str
+    #: How tables and figures name it.
+    label: str
+    #: An ensemble's members, in the order their outputs are combined (eq. 16); () for one model.
+    members: tuple[str, ...] = ()
+    #: Whether it runs a circuit (trained on the exact statevector, then frozen).
+    quantum: bool = False
+    description: str = ""
+
+
+TEACHERS: Registry = Registry()
+for _kind in (
+    TeacherKind("none", "baseline", description="no teacher: the student alone (the baseline)"),
+    TeacherKind("lenet", "LeNet", description="LeNet-5 (ReLU, max-pool; the paper-code recipe: tanh, avg-pool)"),
+    TeacherKind("alexnet", "AlexNet", description="the paper's modified AlexNet"),
+    TeacherKind("ensemble", "Ensemble", ("lenet", "alexnet"), description="LeNet and AlexNet, softmaxes averaged"),
+    TeacherKind("qnn", "QNN 8 qubit", quantum=True,
+                description="an 8-qubit amplitude-encoded hea circuit (4 layers, fc reduction), trained exact"),
+):  # fmt: skip
+    TEACHERS.add(_kind)
 #: Executors (workers.backends): Qiskit Aer, or the torch statevector.
 BACKENDS = ("aer", "statevector")
 #: Gradients (workers.backends.gradient): torch autograd (exact statevector only) or the
@@ -53,15 +121,20 @@ KD_DEFECTS = ("none", "teacher-ce", "zeroed", "six-classes")
 #: ``paper-code`` is the released notebooks' (classic tanh / avg-pool LeNet-5, both at
 #: lr 1e-3 for 10 epochs, pixels in [0, 1], the epoch with the best test accuracy kept).
 TEACHER_RECIPES = ("default", "paper-code")
-#: The members of an ensemble teacher, in the order their outputs are combined.
-ENSEMBLE_MEMBERS = ("lenet", "alexnet")
+#: The members of the ``ensemble`` teacher (TEACHERS["ensemble"].members).
+ENSEMBLE_MEMBERS = TEACHERS["ensemble"].members
+
+
+def members_of(arch: str) -> tuple[str, ...]:
+    """The members teacher ``arch`` is assembled from; () for a teacher that is one model."""
+    return TEACHERS[arch].members
 
 
 def trained_as_one(arch: str, recipe: str) -> bool:
     """Whether teacher ``arch`` is one trained model under ``recipe``; else it is an
     ensemble assembled from trained members (eq. 16). The paper-code recipe trains its
     ensemble as one model, as the released notebooks did."""
-    return arch != "ensemble" or recipe == "paper-code"
+    return not members_of(arch) or recipe == "paper-code"
 
 
 #: Which epoch of a teacher's training is kept: its last (what the notebooks saved and
@@ -89,9 +162,8 @@ class StudentKind:
     description: str = ""
 
 
-STUDENT_KINDS: dict[str, StudentKind] = {
-    k.name: k
-    for k in (
+STUDENT_KINDS: Registry = Registry()
+for _kind in (
         StudentKind("amplitude", True, "linear", True, "",
                     "reduction to 2^Q features, amplitude encoding, trainable ansatz (the paper's text)"),
         StudentKind("cnn-angle", True, "sigmoid-pair", False, "h-angle",
@@ -100,14 +172,13 @@ STUDENT_KINDS: dict[str, StudentKind] = {
         StudentKind("cnn-classical", False, "sigmoid-pair", False, "",
                     "the cnn-angle front-end with a classical layer Q -> 2^Q and a softmax in place "
                     "of the circuit (a control)"),
-    )
-}  # fmt: skip
-STUDENTS = tuple(STUDENT_KINDS)
-
-#: Student samples per class when the user gives none: the paper's 150 for
-#: MNIST and FashionMNIST; 80 for digits, whose smallest class (the 8s) has 174
-#: images, split in half between train and test by a fixed seed.
-DEFAULT_SAMPLES_PER_CLASS = {"mnist": 150, "fashionmnist": 150, "digits": 80}
+        StudentKind("classical", False, "linear", True, "linear-softmax",
+                    "the amplitude student with a classical layer 2^Q -> 2^Q and a softmax in place of "
+                    "the circuit: the same reduction and head, its parameter count within a few percent "
+                    "of the quantum student's"),
+):  # fmt: skip
+    STUDENT_KINDS.add(_kind)
+STUDENTS = STUDENT_KINDS
 
 #: The paper measures every circuit with 5000 shots.
 PAPER_SHOTS = 5000
@@ -360,16 +431,16 @@ class TrialConfig:
 
     @property
     def effective_samples_per_class(self) -> int:
-        return self.samples_per_class or DEFAULT_SAMPLES_PER_CLASS[self.dataset]
+        return self.samples_per_class or DATASETS[self.dataset].samples_per_class
 
     @property
     def effective_test_samples_per_class(self) -> int:
-        return self.test_samples_per_class or DEFAULT_SAMPLES_PER_CLASS[self.dataset]
+        return self.test_samples_per_class or DATASETS[self.dataset].samples_per_class
 
     @property
     def effective_ansatz(self) -> str:
         """``paper`` reads as the paper's circuit for the qubit count (see circuits)."""
-        if not self.kind.uses_reduction:
+        if self.kind.fixed_circuit or not self.kind.uses_reduction:
             return self.kind.fixed_circuit
         if self.ansatz != "paper":
             return self.ansatz
@@ -437,7 +508,7 @@ class TrialConfig:
 
         def choice(name: str, options: tuple[str, ...], value: Any = None) -> None:
             value = getattr(self, name) if value is None else value
-            if value not in options:
+            if not isinstance(value, str) or value not in options:
                 raise ConfigError(name, f"unknown value {value!r}; choose one of {list(options)}")
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -466,6 +537,8 @@ class TrialConfig:
                 raise ConfigError("reduction", f"the {self.student} student has its own CNN front-end; leave it unset")
             if self.ansatz != "paper":
                 raise ConfigError("ansatz", f"the {self.student} student's circuit is fixed; leave it unset")
+        elif kind.fixed_circuit and self.ansatz != "paper":
+            raise ConfigError("ansatz", f"the {self.student} student runs no circuit; leave it unset")
         labels = self.class_labels  # raises with the field name
         positive_int("qubits", self.qubits, 2)
         if self.qubits > 10:  # before 2**qubits, which for 10**15 qubits would not finish
@@ -547,6 +620,10 @@ class TrialConfig:
             raise ConfigError("teacher_lr", f"must be > 0, got {ts.lr!r}")
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
+        if TEACHERS[self.teacher].quantum and ts.recipe != "default":
+            raise ConfigError(
+                "teacher_recipe", f"the {self.teacher} teacher has only the default recipe, not {ts.recipe!r}"
+            )
         return self
 
     def _check_noise(self, name: str, text: str) -> None:

@@ -6,6 +6,13 @@
 * ``digits`` is scikit-learn's bundled 8x8 digits (1797 images), resized to
   28x28 so that the same teachers and reductions apply. It has no official
   split; a fixed seed splits every class in half (train gets the odd one).
+* ``cifar10`` (luminance, 1x32x32) and ``cifar10-rgb`` (colour, 3x32x32) come
+  through torchvision's ``CIFAR10``: the python batches under
+  ``<root>/cifar-10-batches-py``, each checked against its published MD5.
+
+Every dataset is one entry of :data:`LOADERS` and one of ``workers.config.DATASETS``
+(its image shape, its label, its default samples per class); the models take their
+input shape from there.
 
 The paper's protocol: teachers train on the whole class-filtered training split
 and are scored on the whole class-filtered test split; students get N samples
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +33,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workers.config import DATASETS, DatasetKind
+
 IMAGE_SIZE = 28
 DIGITS_SPLIT_SEED = 20231122
 
-_TORCHVISION = {"mnist": ("MNIST", "MNIST"), "fashionmnist": ("FashionMNIST", "FashionMNIST")}
-_RAW_FILES = (
+#: torchvision's IDX datasets: the class and its folder under the data root.
+_TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST"}
+IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+#: torchvision's CIFAR10: its folder under the data root and the python batches in it.
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                "test_batch", "batches.meta")  # fmt: skip
+#: ITU-R BT.601 luma weights: a colour image as one gray channel.
+LUMA = (0.299, 0.587, 0.114)
 
 
 class DataError(RuntimeError):
@@ -43,7 +60,7 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """Images (float32, N x 1 x 28 x 28, normalized), labels remapped to 0..C-1,
+    """Images (float32, N x C x H x W, normalized), labels remapped to 0..C-1,
     and each sample's index in its source split."""
 
     images: torch.Tensor
@@ -85,42 +102,80 @@ def default_data_root() -> str:
 
 @functools.lru_cache(maxsize=4)
 def _raw(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
-    """All images (uint8-scaled floats in [0, 1]) and labels of both splits."""
-    if name == "digits":
-        return _raw_digits()
-    if name not in _TORCHVISION:
+    """All images (floats in [0, 1], N x H x W or N x C x H x W) and labels of both splits."""
+    if name not in LOADERS:
         raise DataError(f"dataset: unknown dataset {name!r}")
-    import torchvision  # noqa: PLC0415 (slow import, only for the two real datasets)
+    return LOADERS[name](root, download)
 
-    folder, cls_name = _TORCHVISION[name]
-    raw_dir = Path(root) / folder / "raw"
-    missing = [f for f in _RAW_FILES if not (raw_dir / f).is_file()]
+
+def _fetch(name: str, folder: Path, files: tuple[str, ...], download: bool, get: Callable[[], object]) -> None:
+    """Make sure ``files`` are in ``folder``: present, or fetched by ``get`` (torchvision's
+    download) when ``download`` allows; else one line naming the folder and the files."""
+    missing = [f for f in files if not (folder / f).is_file()]
     if missing and download:
         try:
-            getattr(torchvision.datasets, cls_name)(root, train=True, download=True)
-            getattr(torchvision.datasets, cls_name)(root, train=False, download=True)
+            get()
         except Exception as exc:  # noqa: BLE001 (any network failure reads the same to a user)
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise DataError(
-                f"data_root: {name} files {missing} are missing under {raw_dir} "
-                f"and the download failed ({reason}); copy the raw IDX files there "
+                f"data_root: {name} files {missing} are missing under {folder} "
+                f"and the download failed ({reason}); copy the files there "
                 "or pass --data-root to where they are"
             ) from None
-        missing = [f for f in _RAW_FILES if not (raw_dir / f).is_file()]
+        missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         raise DataError(
-            f"data_root: {name} files {missing} are missing under {raw_dir} "
-            "(offline: copy the raw IDX files there, or pass --data-root; online: allow download)"
+            f"data_root: {name} files {missing} are missing under {folder} "
+            "(offline: copy the files there, or pass --data-root; online: allow download)"
         )
-    out = []
-    for train in (True, False):
-        ds = getattr(torchvision.datasets, cls_name)(root, train=train, download=False)
-        out.append(ds.data.numpy().astype(np.float32) / 255.0)
-        out.append(ds.targets.numpy().astype(np.int64))
-    return tuple(out)
 
 
-def _raw_digits() -> tuple[np.ndarray, ...]:
+def _idx(name: str):
+    """The loader of one of torchvision's IDX datasets (MNIST, FashionMNIST)."""
+
+    def load(root: str, download: bool) -> tuple[np.ndarray, ...]:
+        import torchvision  # noqa: PLC0415 (slow import, only for the real datasets)
+
+        cls = getattr(torchvision.datasets, _TORCHVISION[name])
+        _fetch(name, Path(root) / _TORCHVISION[name] / "raw", IDX_FILES, download,
+               lambda: (cls(root, train=True, download=True), cls(root, train=False, download=True)))  # fmt: skip
+        out = []
+        for train in (True, False):
+            ds = cls(root, train=train, download=False)
+            out.append(ds.data.numpy().astype(np.float32) / 255.0)
+            out.append(ds.targets.numpy().astype(np.int64))
+        return tuple(out)
+
+    return load
+
+
+def _cifar10(colour: bool):
+    """The loader of CIFAR10 from its python batches (torchvision ``CIFAR10``, which checks
+    each file's MD5), in colour (3 x 32 x 32) or as luminance (1 x 32 x 32)."""
+
+    def load(root: str, download: bool) -> tuple[np.ndarray, ...]:
+        import torchvision  # noqa: PLC0415 (slow import, only for the real datasets)
+
+        cls = torchvision.datasets.CIFAR10
+        _fetch("cifar10", Path(root) / _CIFAR_FOLDER, _CIFAR_FILES, download,
+               lambda: cls(root, train=True, download=True))  # fmt: skip
+        out = []
+        for train in (True, False):
+            try:
+                ds = cls(root, train=train, download=False)
+            except RuntimeError as exc:  # torchvision: a file that fails its MD5
+                raise DataError(f"data_root: CIFAR10 under {Path(root) / _CIFAR_FOLDER}: {exc}") from None
+            x = np.asarray(ds.data, dtype=np.float32).transpose(0, 3, 1, 2) / 255.0  # N x 3 x 32 x 32
+            if not colour:
+                x = np.tensordot(np.asarray(LUMA, dtype=np.float32), x, axes=([0], [1]))  # N x 32 x 32
+            out.append(np.ascontiguousarray(x))
+            out.append(np.asarray(ds.targets, dtype=np.int64))
+        return tuple(out)
+
+    return load
+
+
+def _raw_digits(root: str = "", download: bool = False) -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_digits  # noqa: PLC0415
 
     bunch = load_digits()
@@ -137,6 +192,26 @@ def _raw_digits() -> tuple[np.ndarray, ...]:
         test_rows.append(rows[half:])
     tr, te = np.sort(np.concatenate(train_rows)), np.sort(np.concatenate(test_rows))
     return images[tr], labels[tr], images[te], labels[te]
+
+
+#: Dataset -> loader(data root, download) of its raw arrays: train images, train labels,
+#: test images, test labels (images as floats in [0, 1], N x H x W or N x C x H x W, the
+#: shape ``workers.config.DATASETS`` gives it; labels 0..9). A new dataset is one entry
+#: here and one in ``workers.config.DATASETS`` (:func:`register_dataset` makes both).
+LOADERS: dict[str, Callable[[str, bool], tuple[np.ndarray, ...]]] = {
+    "mnist": _idx("mnist"),
+    "fashionmnist": _idx("fashionmnist"),
+    "digits": _raw_digits,
+    "cifar10": _cifar10(colour=False),
+    "cifar10-rgb": _cifar10(colour=True),
+}
+assert set(LOADERS) == set(DATASETS), "every dataset kind needs a loader"
+
+
+def register_dataset(kind: DatasetKind, loader: Callable[[str, bool], tuple[np.ndarray, ...]]) -> DatasetKind:
+    """Add a dataset: its description (validation, defaults, tables) and its loader."""
+    LOADERS[kind.name] = loader
+    return DATASETS.add(kind)
 
 
 def load_dataset(
@@ -185,7 +260,9 @@ def _load(raw, name: str, classes: tuple[int, ...], root: str, download: bool, n
 
     def split(x: np.ndarray, y: np.ndarray) -> Split:
         rows = np.flatnonzero(np.isin(y, classes))
-        images = torch.as_tensor((x[rows] - mean) / std, dtype=torch.float32).unsqueeze(1)
+        images = torch.as_tensor((x[rows] - mean) / std, dtype=torch.float32)
+        if images.ndim == 3:  # one channel
+            images = images.unsqueeze(1)
         return Split(images, torch.as_tensor(remap[y[rows]]), rows)
 
     return Dataset(name, tuple(classes), split(xtr, ytr), split(xte, yte), normalize, root, download)

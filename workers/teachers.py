@@ -9,8 +9,16 @@ Architectures (paper, section 4.3):
 * ``alexnet``: the paper's modified AlexNet: conv 64@3x3 p1, ReLU, 2x2
   max-pool; conv 192@3x3 p1, ReLU, 2x2 max-pool; conv 384@3x3 p1, ReLU;
   dropout, FC 4096, ReLU, dropout, FC 4096, ReLU, FC C.
-* ``ensemble``: the mean of the two models' softmax outputs (eq. 16); its
+* ``ensemble``: the mean of its members' softmax outputs (eq. 16; the members
+  are ``workers.config.TEACHERS["ensemble"].members``, LeNet and AlexNet); its
   distillation logits are the log of that mean.
+* ``qnn`` (a quantum teacher, for quantum-to-quantum distillation): the
+  amplitude student's pipeline at teacher size, 8 qubits, an fc reduction to 256
+  amplitudes and a 4-layer ``hea`` circuit with a linear head, trained like the
+  CNNs (Adam, the whole class-filtered training split) on the exact statevector
+  with autograd, then frozen; its logits are cached the same way.
+
+Every model takes the dataset's image shape (``workers.config.DATASETS``).
 
 The ``paper-code`` recipe is the released notebooks': pixels in [0, 1] (no
 normalization), Adam at lr 1e-3 for 10 epochs, batch 128, the test split scored
@@ -59,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import ENSEMBLE_MEMBERS, TeacherSettings, parse_classes, trained_as_one
+from workers.config import TEACHERS, TeacherSettings, members_of, parse_classes, trained_as_one
 from workers.data import Dataset, Split, load_dataset
 from workers.io import Location, atomic_write, location, write_json, write_parquet
 from workers.provenance import code_version
@@ -69,24 +77,33 @@ log = logging.getLogger(__name__)
 #: Bumped when the architectures or the training recipe change, so that old
 #: cache entries stop matching instead of being read as if they were new.
 TEACHER_RECIPE = 1
-ARCHS = ("lenet", "alexnet", "ensemble")
+#: The teachers there are (every registered kind but ``none``).
+ARCHS = tuple(k for k in TEACHERS if k != "none")
+#: An image's channels, height and width when a model is built without a dataset.
+MNIST_SHAPE = (1, 28, 28)
+
+
+def _flat_size(features: nn.Module, shape: tuple[int, ...]) -> int:
+    """How many values ``features`` makes of one image of ``shape`` (what a classifier sees)."""
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *shape)).numel())
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 for a 28x28 input. Ours (``classic=False``): padding 2 on the first conv,
-    ReLU and max-pooling. The released notebooks' (``classic=True``): no padding, tanh and
-    average pooling, so a 256-wide flatten (44,086 parameters for 6 classes)."""
+    """LeNet-5 for a C x H x W input (28x28 by default). Ours (``classic=False``): padding 2
+    on the first conv, ReLU and max-pooling. The released notebooks' (``classic=True``): no
+    padding, tanh and average pooling, so a 256-wide flatten on 28x28 (44,086 parameters
+    for 6 classes)."""
 
-    def __init__(self, n_classes: int, classic: bool = False):
+    def __init__(self, n_classes: int, shape: tuple[int, ...] = MNIST_SHAPE, classic: bool = False):
         super().__init__()
         act, pool = (nn.Tanh, nn.AvgPool2d) if classic else (nn.ReLU, nn.MaxPool2d)
-        side = 4 if classic else 5
         self.features = nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=0 if classic else 2), act(), pool(2),
+            nn.Conv2d(shape[0], 6, 5, padding=0 if classic else 2), act(), pool(2),
             nn.Conv2d(6, 16, 5), act(), pool(2),
         )  # fmt: skip
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * side * side, 120), act(),
+            nn.Flatten(), nn.Linear(_flat_size(self.features, shape), 120), act(),
             nn.Linear(120, 84), act(), nn.Linear(84, n_classes),
         )  # fmt: skip
 
@@ -110,15 +127,17 @@ class JointEnsemble(nn.Module):
 
 
 class AlexNetMNIST(nn.Module):
-    def __init__(self, n_classes: int, dropout: float = 0.5):
+    """The paper's modified AlexNet for a C x H x W input (28x28 by default)."""
+
+    def __init__(self, n_classes: int, shape: tuple[int, ...] = MNIST_SHAPE, dropout: float = 0.5):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(shape[0], 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
         )  # fmt: skip
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(384 * 7 * 7, 4096), nn.ReLU(),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(_flat_size(self.features, shape), 4096), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, n_classes),
         )  # fmt: skip
 
@@ -126,22 +145,38 @@ class AlexNetMNIST(nn.Module):
         return self.classifier(self.features(x))
 
 
-#: Per recipe, the architectures and how each is built; an ensemble missing here is
-#: assembled from trained members (eq. 16) instead of trained as one model.
+#: The ``qnn`` teacher's circuit: qubits, hea layers (its reduction is ``fc``, its head linear).
+QNN_QUBITS, QNN_LAYERS = 8, 4
+
+
+def qnn_teacher(n_classes: int, shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    """``qnn``: the amplitude student's pipeline at teacher size (8 qubits, hea x 4, an fc
+    reduction 784 -> 256 on MNIST), on the exact statevector with autograd; trained like
+    a CNN teacher, then frozen, its logits cached the same way."""
+    from workers.student import amplitude_model  # noqa: PLC0415 (the students' torch modules, for this kind only)
+
+    return amplitude_model(QNN_QUBITS, "hea", QNN_LAYERS, n_classes, shape)
+
+
+#: Per recipe, the architectures and how each is built from (classes, image shape); an
+#: ensemble missing here is assembled from trained members (eq. 16) instead of trained as
+#: one model. A new teacher is one entry here and one in ``workers.config.TEACHERS``.
 MODELS = {
-    "default": {"lenet": LeNet5, "alexnet": AlexNetMNIST},
+    "default": {"lenet": LeNet5, "alexnet": AlexNetMNIST, "qnn": qnn_teacher},
     "paper-code": {
         "lenet": classic_lenet5,
         "alexnet": AlexNetMNIST,
-        "ensemble": lambda c: JointEnsemble([AlexNetMNIST(c), classic_lenet5(c)]),
+        "ensemble": lambda c, shape=MNIST_SHAPE: JointEnsemble([AlexNetMNIST(c, shape), classic_lenet5(c, shape)]),
     },
 }
-assert all(trained_as_one(a, r) == (a in m) for r, m in MODELS.items() for a in ARCHS), "MODELS and trained_as_one"
+#: What decides a model's architecture beyond its name, hashed into its cache key.
+MODEL_VERSION = {"qnn": f"amplitude fc, hea x {QNN_LAYERS}, {QNN_QUBITS} qubits, linear head, exact statevector"}
+assert all(trained_as_one(a, "default") == (a in MODELS["default"]) for a in ARCHS), "MODELS and trained_as_one"
 
 
-def make_model(arch: str, n_classes: int, recipe: str = "default") -> nn.Module:
+def make_model(arch: str, n_classes: int, recipe: str = "default", shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
     try:
-        return MODELS[recipe][arch](n_classes)
+        return MODELS[recipe][arch](n_classes, tuple(shape))
     except KeyError:
         raise ValueError(f"teacher: unknown architecture {arch!r} for recipe {recipe!r}") from None
 
@@ -199,7 +234,7 @@ class TeacherLogits:
 def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple[dict, str]:
     """The cache key and its hash: everything that decides the teacher's weights."""
     if not trained_as_one(arch, settings.recipe):
-        members = {m: teacher_key(dataset, m, settings)[1] for m in ENSEMBLE_MEMBERS}
+        members = {m: teacher_key(dataset, m, settings)[1] for m in members_of(arch)}
         key = {"dataset": dataset.name, "classes": list(dataset.classes), "arch": arch,
                "seed": settings.seed, "members": members, "recipe": TEACHER_RECIPE}  # fmt: skip
     else:
@@ -216,6 +251,8 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
             "train_samples": len(dataset.train),
             "recipe": TEACHER_RECIPE,
         }
+    if arch in MODEL_VERSION:  # a kind whose architecture has settings of its own
+        key["model"] = MODEL_VERSION[arch]
     if settings.recipe != "default":  # default keys stay as they were, so old caches still match
         norm = "train-split mean/std" if settings.normalize else "none (pixels in [0, 1])"
         key |= {"recipe_name": settings.recipe, "keep": settings.keep, "normalization": norm}
@@ -278,8 +315,8 @@ def train_teacher(
     t0 = time.perf_counter()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    dev = _device()
-    model = make_model(arch, len(dataset.classes), settings.recipe).to(dev)
+    dev = torch.device("cpu") if TEACHERS[arch].quantum else _device()  # the statevector runs where it was built
+    model = make_model(arch, len(dataset.classes), settings.recipe, _shape(dataset)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch))
     x, y = dataset.train.images, dataset.train.labels
     epochs = settings.resolved_epochs(dataset.name, arch)
@@ -365,7 +402,12 @@ def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels.numpy()).mean())
 
 
-def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "default") -> nn.Module | None:
+def _shape(dataset: Dataset) -> tuple[int, ...]:
+    return tuple(dataset.train.images.shape[1:])
+
+
+def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "default",
+                  shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module | None:  # fmt: skip
     from safetensors.torch import load_file  # noqa: PLC0415
 
     path = folder / "weights.safetensors"
@@ -374,7 +416,7 @@ def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "de
     try:
         from safetensors.torch import load  # noqa: PLC0415
 
-        model = make_model(arch, n_classes, recipe)
+        model = make_model(arch, n_classes, recipe, shape)
         model.load_state_dict(load(path.read_bytes()) if not path.is_local else load_file(path))
         return model.eval()
     except Exception as exc:  # noqa: BLE001
@@ -410,14 +452,14 @@ def get_teacher(
     t0 = time.perf_counter()
     best_acc, best_epoch, test_accs = math.nan, 0, []
     if not trained_as_one(arch, settings.recipe):
-        members = [get_teacher(dataset, m, settings, cache_dir, progress) for m in ENSEMBLE_MEMBERS]
+        members = [get_teacher(dataset, m, settings, cache_dir, progress) for m in members_of(arch)]
 
         tr = ensemble_logits([m.train_logits for m in members])
         te = ensemble_logits([m.test_logits for m in members])
         train_seconds = sum(m.train_seconds for m in members)
         n_params = sum(m.n_params for m in members)
     else:
-        model = _load_weights(folder, arch, len(dataset.classes), settings.recipe)
+        model = _load_weights(folder, arch, len(dataset.classes), settings.recipe, _shape(dataset))
         if model is None:
             from safetensors.torch import save_file  # noqa: PLC0415
 

@@ -73,6 +73,14 @@ def student_samples(dataset: Dataset, cfg: TrialConfig) -> tuple[Split, Split, S
     return train, test, val
 
 
+def trial_data(cfg: TrialConfig) -> tuple[Dataset, Split, Split, Split | None]:
+    """The trial's dataset and its training, test and (when asked) validation samples: what
+    a trial trains on, and what the sweep's preflight checks before anything runs."""
+    r = cfg.resolved()
+    dataset = load_dataset(r.dataset, r.class_labels, r.data_root, r.download, normalize=r.normalize)
+    return (dataset, *student_samples(dataset, cfg))
+
+
 def run_trial(
     cfg: TrialConfig,
     progress: Callable[[dict], None] | None = None,
@@ -88,8 +96,7 @@ def run_trial(
     seeds = _seeds(cfg.seed)
     trial_id = uuid.uuid4().hex[:16]
 
-    dataset = load_dataset(cfg.dataset, cfg.class_labels, cfg.data_root, cfg.download, normalize=r.normalize)
-    train, test, val = student_samples(dataset, cfg)
+    dataset, train, test, val = trial_data(cfg)
 
     teacher = None
     t_train_logits = None

@@ -24,8 +24,14 @@ features and weights:
   in a child process (so that its peak memory is its own), after its teacher
   has been cached.
 
-Each timing is the median of repeats after a warm-up. Nothing here imports
-Ray: the sweep driver passes its own measurement in as ``sweep_speedup``.
+Each timing is the median of repeats after a warm-up. It lives on the sweep side,
+as a tool that uses the trial package from outside: the data files it looks for
+are :mod:`workers.data`'s, the versions :mod:`workers.provenance`'s, the JSON is
+written by :func:`workers.io.write_json`, the teacher is cached by
+:func:`workers.teachers.prepare_teacher` (what the sweep's phase 1 calls). Nothing
+here imports Ray: the sweep's own measurement (:mod:`sweep.bench_sweep`) comes in
+as ``sweep_speedup``, so that a quick run and the tests can leave it out or stand
+in for it.
 """
 
 from __future__ import annotations
@@ -49,18 +55,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sweep.configs import config_from_dict
+from workers import data
 from workers.backends import StatevectorBackend, make_backend
-from workers.circuits import Circuit, _encoding_gates, build_circuit, encoding_params
+from workers.circuits import Circuit, Gate, build_circuit, encoding_params
+from workers.config import TrialConfig
+from workers.io import write_json
+from workers.provenance import package_versions
+from workers.teachers import prepare_teacher
 
 BENCH_ANSATZ = "hea"
 BENCH_LAYERS = 2
 SHOTS = 5000
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+#: The raw IDX files a dataset's folder must hold: workers.data's own list, which it reads.
+MNIST_FILES = data.IDX_FILES
 _CHILD_MARK = "QKD-BENCH-TRIAL "
 
 
@@ -146,11 +154,12 @@ def machine_info() -> dict:
         "python_version": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
     }
-    for pkg in ("torch", "qiskit", "qiskit-aer", "numpy", "pennylane"):
-        try:
-            info[pkg.replace("-", "_") + "_version"] = version(pkg)
-        except PackageNotFoundError:
-            info[pkg.replace("-", "_") + "_version"] = None
+    # The versions every result row carries (null here when missing), and PennyLane's.
+    info.update({k: v or None for k, v in package_versions().items()})
+    try:
+        info["pennylane_version"] = version("pennylane")
+    except PackageNotFoundError:
+        info["pennylane_version"] = None
     return info
 
 
@@ -192,6 +201,16 @@ def time_sampled(circuit: Circuit, sizes: Sizes, executor: str = "aer", shots: i
 
 
 # --------------------------------------------------------------------------- naive
+def ansatz_gates(circuit: Circuit) -> tuple[Gate, ...]:
+    """The gates after the amplitude encoding. The encoding is made of Ry(``enc``) gates and
+    CNOTs alone (workers.circuits), and no ansatz begins with a CNOT, so the ansatz begins at
+    the first gate that is neither."""
+    for i, g in enumerate(circuit.gates):
+        if g.name != "cx" and not (g.param and g.param[0] == "enc"):
+            return circuit.gates[i:]
+    return ()
+
+
 def naive_frequencies(circuit: Circuit, features: np.ndarray, weights: np.ndarray, shots: int, simulator) -> np.ndarray:
     """One sample the naive way: a fresh circuit with ``initialize``, transpiled, run, counted."""
     from qiskit import QuantumCircuit, transpile  # noqa: PLC0415
@@ -200,7 +219,7 @@ def naive_frequencies(circuit: Circuit, features: np.ndarray, weights: np.ndarra
     n = circuit.n_qubits
     qc = QuantumCircuit(n)
     qc.initialize(x / np.linalg.norm(x), range(n))  # the state the amplitude encoding prepares
-    for g in circuit.gates[len(_encoding_gates(n)[0]) :]:
+    for g in ansatz_gates(circuit):
         if g.name == "ry":
             qc.ry(float(weights[g.param[1]]), g.qubits[0])
         else:
@@ -319,6 +338,7 @@ def time_pennylane(circuit: Circuit, sizes: Sizes) -> tuple[float, float] | None
 
 # --------------------------------------------------------------------------- one trial
 def has_mnist(data_root: str | None) -> bool:
+    """Whether MNIST's raw files are all under ``data_root`` (where workers.data reads them)."""
     root = Path(data_root).expanduser() / "MNIST" / "raw" if data_root else None
     return root is not None and all((root / f).is_file() for f in MNIST_FILES)
 
@@ -347,34 +367,23 @@ def trial_settings(data_root: str | None, sizes: Sizes, cache_dir: str, backend:
     }
 
 
-def _config_default(name: str):
-    from workers.config import TrialConfig  # noqa: PLC0415
-
-    return getattr(TrialConfig(), name)
-
-
-def _config(settings: dict):
-    from workers.config import TeacherSettings, TrialConfig  # noqa: PLC0415
-
-    fields = dict(settings)
-    fields["teacher_settings"] = TeacherSettings(**fields["teacher_settings"])
-    return TrialConfig(**fields).validate()
+def _config(settings: dict) -> TrialConfig:
+    return config_from_dict(settings).validate()
 
 
 def cache_teacher(settings: dict) -> None:
-    """Train (or find) the trial's teacher: a one-epoch statevector trial on a few samples shares its key."""
-    from workers.trial import run_trial  # noqa: PLC0415
-
-    warm = {**settings, "backend": "statevector", "shots": None, "epochs": 1,
-            "samples_per_class": 2, "test_samples_per_class": 2, "take_available": True}  # fmt: skip
-    run_trial(_config(warm))
+    """Train (or find) the trial's teacher in its cache, as the sweep's phase 1 does, so that
+    the timed trials read its logits."""
+    cfg = _config(settings)
+    prepare_teacher(cfg.dataset, cfg.classes, cfg.teacher, cfg.teacher_settings, cfg.cache_dir,
+                    cfg.data_root, cfg.download)  # fmt: skip
 
 
 def _trial_child(settings_json: str) -> None:
     """Entry point of the child process: a one-epoch warm-up trial on two samples per class
     (what a worker has done before its second trial: imports, the data loaded, the teacher's
     logits read), then the trial, then its wall time and peak memory on stdout."""
-    from workers.trial import run_trial  # noqa: PLC0415
+    from workers.trial import run_trial  # noqa: PLC0415 (the trial's own process: the bench's never runs one)
 
     settings = json.loads(settings_json)
     t0 = time.perf_counter()
@@ -407,7 +416,7 @@ def run_trial_in_child(settings: dict, timeout: float | None = None) -> dict:
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = "import sys; from workers.bench import _trial_child; _trial_child(sys.argv[1])"
+    code = "import sys; from sweep.bench_quantum import _trial_child; _trial_child(sys.argv[1])"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(settings)],
                           capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
@@ -492,7 +501,7 @@ def run_bench(
 
     ``sweep_speedup`` is the sweep driver's own measurement (wall time of an
     8-trial sweep on one worker over the same sweep on two); it lives with the
-    driver because ``workers`` stays free of Ray. ``cache_dir`` holds the
+    driver, since this module stays free of Ray. ``cache_dir`` holds the
     trial's teacher; by default it is the project's teacher cache (a quick run
     uses a temporary one), so a second run trains no teacher.
     """
@@ -548,7 +557,7 @@ def run_bench(
 
     with tempfile.TemporaryDirectory() as tmp:
         if cache_dir is None:  # the project's default teacher cache; a smoke run keeps out of it
-            cache_dir = Path(tmp) / "cache" if quick else Path(_config_default("cache_dir"))
+            cache_dir = Path(tmp) / "cache" if quick else Path(TrialConfig().cache_dir)
         settings = trial_settings(data_root, sizes, str(cache_dir))
         progress(f"bench: caching the teacher ({settings['dataset']})")
         cache_teacher(settings)
@@ -587,10 +596,6 @@ def run_bench(
     result["load_avg_1m_end"] = os.getloadavg()[0]
     result = {k: _finite_or_none(v) for k, v in result.items()}
 
-    if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_name(path.name + ".tmp")
-        tmp_path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        tmp_path.replace(path)
+    if out is not None:  # whole or not at all; every value is finite or null by now
+        write_json(result, out)
     return result

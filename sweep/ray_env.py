@@ -1,0 +1,128 @@
+"""The Ray environment: joining a cluster, or starting a local Ray that listens on loopback only.
+
+Also what Ray prints that a user of this tool cannot act on (a notice dropped, not the
+setting behind it), and the home folder that keeps a local Ray head from asking cloud
+metadata services where it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sweep.spec import SpecError
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray on loopback.
+
+    A local Ray is kept on 127.0.0.1: Ray on Linux resolves "127.0.0.1" to the
+    machine's outward address and listens there unless told that this is a
+    single-machine cluster, which is what RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    says (to this process, read at call time, and to the Ray processes it
+    starts); a cluster address on loopback gets the same treatment. A local
+    Ray is always a new one (``address="local"``), never a cluster that
+    someone else started on this machine.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _quiet_ray_notices()
+    # Tune's classic reporter: its columns can be chosen (the new one would print every row's JSON).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not address:
+        loopback_only()
+    elif address.rpartition(":")[0] in ("127.0.0.1", "localhost", "[::1]", "::1"):
+        loopback_only(keep_address=True)
+    import ray  # noqa: PLC0415
+
+    if address:
+        _check_address(address)  # even in a process that already has a Ray: --address must answer
+    if ray.is_initialized():
+        return
+    runtime_env = {"worker_process_setup_hook": "workers.runtime.prepare_process"}
+    if address:
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
+        return
+    # The Ray processes (and the workers they start) share this home: Ray keeps the
+    # cluster's auth token under ~/.ray, so a worker with another home could not connect.
+    real_home = os.environ.get("HOME", "")
+    os.environ["HOME"] = _quiet_home()
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 num_cpus=num_cpus, log_to_driver=True, runtime_env=runtime_env)  # fmt: skip
+    finally:
+        os.environ["HOME"] = real_home
+
+
+def _quiet_home() -> str:
+    """A home folder for the Ray head processes holding a ``ray_bootstrap_config.yaml``.
+
+    Without that file a Ray head asks the cloud metadata services
+    (169.254.169.254, metadata.google.internal) which cloud it runs on, usage
+    statistics off or not; with it, it reads the provider from the file and
+    sends nothing. Measured with strace on this machine (Ray 2.60).
+    """
+    import tempfile  # noqa: PLC0415
+
+    home = os.path.join(tempfile.gettempdir(), f"qkd-sweep-ray-home-{os.getuid()}")
+    os.makedirs(home, exist_ok=True)
+    config = os.path.join(home, "ray_bootstrap_config.yaml")
+    if not os.path.exists(config):
+        with open(config, "w") as f:
+            f.write("# Read by Ray's usage library instead of asking cloud metadata services.\n")
+            f.write("provider: {type: local}\n")
+    return home
+
+
+def _check_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in bounded time, with one line, when nothing listens at the cluster address
+    (``ray.init`` would otherwise retry for a long while)."""
+    import socket  # noqa: PLC0415
+
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise SpecError("--address", f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:6379") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError("--address", f"no Ray cluster answers at {address} ({reason}, {timeout:g}s)") from None
+
+
+def loopback_only(keep_address: bool = False) -> None:
+    """Make Ray started from this process (and its children) listen on 127.0.0.1 only."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if not keep_address:
+        os.environ.pop("RAY_ADDRESS", None)
+    import sys  # noqa: PLC0415
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # ray was imported before the variable was set
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+#: Ray's notices that tell a user of this tool nothing they can act on (the local Ray's
+#: token authentication stays on; only the line announcing it is dropped).
+_RAY_NOTICES = {"ray._private.authentication.authentication_token_setup": "Token authentication is enabled"}
+
+
+def _quiet_ray_notices() -> None:
+    for name, text in _RAY_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "qkd_notice", False) for f in logger.filters):
+            drop = _DropNotice(text)
+            logger.addFilter(drop)
+
+
+class _DropNotice(logging.Filter):
+    qkd_notice = True
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
