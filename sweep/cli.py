@@ -310,14 +310,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print(summary.best or "")
         print(leaderboard(spec))
-    elif not spec.results_dir.is_local:
-        print(f"tables: copy {spec.results_dir} to a local folder and run qkd-sweep tables on it")
     elif not args.no_tables and (spec.results_dir / "trials.parquet").exists():
         paths = tables.write_tables(spec.results_dir)
         print()
         print(tables.markdown_tables(spec.results_dir))
         print(f"tables and figures: {', '.join(str(p) for p in paths.values())}")
     return 0 if summary.failed == 0 else 1
+
+
+def tables_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "tables",
+        help="roll a results folder up into the paper's tables and figures",
+        description="Write tables.md, tables.tex, tables.csv and figures/*.png from RESULTS_DIR/trials.parquet "
+        "(ok trials only; mean ± std over seeds and paired comparisons with the baseline) and print the Markdown. "
+        "RESULTS_DIR may be a URI (s3://, gs://, file://) as a spec's results root may.",
+    )
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
+    p.add_argument("--out", metavar="DIR", default=None, help="write here instead of RESULTS_DIR")
+    p.set_defaults(func=tables.run)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _trial_parser(sub)
     _sweep_parsers(sub)
-    tables.add_parser(sub)
+    tables_parser(sub)
     bench.add_parser(sub)
     return parser
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sweep.tables import add_parser, markdown_tables, run, table_rows, write_tables
+from sweep.cli import tables_parser as add_parser
+from sweep.tables import markdown_tables, run, table_rows, write_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -315,7 +316,8 @@ def test_the_papers_circuits_for_3_and_4_qubits_share_a_table(tmp_path):
 
 
 def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
-    from sweep.tables import PANEL_TITLE_WIDTH, _build
+    from sweep.tables.build import _build
+    from sweep.tables.common import PANEL_TITLE_WIDTH
 
     # Six settings vary across the groups, as in specs/readings-mnist.yaml: one line of
     # "lr=..., samples_per_class=..., reduction=..., ..." is wider than a panel.
@@ -332,3 +334,25 @@ def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
         for name in ("lr=", "samples_per_class=", "reduction=", "ansatz=", "layers=", "head="):
             assert name in text, (name, title)
     assert len(set(titles)) == len(groups)
+
+
+def test_a_results_folder_behind_a_uri_is_tabled(tmp_path):
+    """The roll-up reads and writes through workers.io: an fsspec memory:// folder (as an
+    s3:// or gs:// results root would be) gets the same tables as the local copy."""
+    fsspec = pytest.importorskip("fsspec")
+    from workers.io import location
+
+    local = write_folder(tmp_path / "r", paper_rows())
+    remote = location("memory://qkd-tables-test/r")
+    for name in ("trials.parquet", "epochs.parquet", "teachers.parquet"):
+        (remote / name).write_bytes((local / name).read_bytes())
+    try:
+        written = write_tables("memory://qkd-tables-test/r")
+        write_tables(local)
+        for name in ("tables.md", "tables.tex", "tables.csv"):
+            assert (remote / name).read_text() == (local / name).read_text()
+        assert (remote / "figures" / "accuracy_bars.png").read_bytes().startswith(PNG_MAGIC)
+        assert str(written["csv"]) == "memory://qkd-tables-test/r/tables.csv"
+        pd.testing.assert_frame_equal(table_rows("memory://qkd-tables-test/r"), table_rows(local))
+    finally:
+        fsspec.filesystem("memory").rm("/qkd-tables-test", recursive=True)

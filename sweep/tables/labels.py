@@ -1,0 +1,89 @@
+"""How rows, teachers, students and datasets are named, and the paper's row order."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from sweep.tables.common import CATEGORIES, FIRST_TEACHERS, STUDENT_NAMES, TABLE
+from workers.config import DATASETS
+from workers.config import TEACHERS as TEACHER_KINDS
+
+
+def _dataset_name(dataset: str) -> str:
+    return DATASETS[dataset].label if dataset in DATASETS else str(dataset)
+
+
+def _dataset_label(dataset: str, classes: str) -> str:
+    return f"{_dataset_name(dataset)} {classes}"
+
+
+def _teacher_name(teacher: str) -> str:
+    return TEACHER_KINDS[teacher].label if teacher in TEACHER_KINDS else str(teacher).title()
+
+
+def _teacher_kind(teacher: str) -> str:
+    """A teacher row's name: ``Classical, LeNet``; ``Quantum, QNN 8 qubit``."""
+    quantum = teacher in TEACHER_KINDS and TEACHER_KINDS[teacher].quantum
+    return f"{'Quantum' if quantum else 'Classical'}, {_teacher_name(teacher)}"
+
+
+def _teacher_rank() -> list[str]:
+    return [*FIRST_TEACHERS, *(t for t in TEACHER_KINDS if t not in FIRST_TEACHERS)]
+
+
+def _dataset_rank() -> list[str]:
+    return list(DATASETS)
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float | np.floating) else str(x)
+
+
+def _kd_suffix(r, show: dict[str, bool]) -> str:
+    parts = [f"T={_num(r.temperature)}"] if show["temperature"] else []
+    parts += [f"λ={_num(r.lam)}"] if show["lam"] else []
+    parts += [r.kd_form] if show["kd_form"] and r.kd_form else []
+    parts += [f"{r.teacher_recipe} recipe"] if show.get("teacher_recipe") and r.teacher_recipe else []
+    # A released notebook's defect is named wherever its row appears.
+    parts += [f"notebook defect: {r.kd_defect}"] if getattr(r, "kd_defect", "") else []
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _student_name(r) -> str:
+    q = int(r.qubits)
+    n_params = getattr(r, "n_params", math.nan)
+    p = f"{int(n_params):,}" if pd.notna(n_params) and n_params >= 0 else "?"
+    name = STUDENT_NAMES.get(getattr(r, "student", "amplitude") or "amplitude", "{q} qubit")
+    return name.format(q=q, d=2**q, p=p)
+
+
+def _architecture(r, show: dict[str, bool]) -> str:
+    student = _student_name(r) if r.category != "Teacher" else ""
+    if r.category == "Student":
+        return student
+    if r.category == "Teacher":
+        return _teacher_kind(r.teacher)
+    return f"Teacher: {_teacher_name(r.teacher)}{_kd_suffix(r, show)}, Student: {student}"
+
+
+def _setting_text(values: pd.Series, cols: list[str]) -> str:
+    return ", ".join(f"{c}={_num(values[c]) if values[c] != '' else '-'}" for c in cols)
+
+
+def _order(rows: pd.DataFrame) -> pd.DataFrame:
+    """The paper's order: Student, Teacher, Distillation; AlexNet, LeNet, Ensemble; then qubits, classes."""
+    known = _teacher_rank()
+    rank = {
+        "_cat": rows["category"].map(CATEGORIES.index),
+        "_teacher": rows["teacher"].map(lambda t: known.index(t) if t in known else len(known)),
+        "_qubits": rows["qubits"].fillna(0),
+    }
+    ordered = rows.assign(**rank).sort_values(
+        [*TABLE, "_cat", "_teacher", "teacher", "temperature", "lam", "kd_form", "_qubits", "n_classes", "classes"],
+        kind="stable",
+        na_position="first",
+    )
+    return ordered.drop(columns=list(rank)).reset_index(drop=True)
