@@ -205,9 +205,10 @@ def test_bench_subcommand_parses_and_prints_the_table(monkeypatch, capsys, tmp_p
     import argparse
 
     from sweep import bench as cli_bench
+    from sweep.cli import bench_parser
 
     parser = argparse.ArgumentParser(prog="qkd-sweep")
-    cli_bench.add_parser(parser.add_subparsers(dest="command"))
+    bench_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench"])
     assert (args.out, args.data_root, args.quick) == ("results/bench.json", None, False)
     args = parser.parse_args(["bench", "--out", str(tmp_path / "b.json"), "--data-root", "d", "--quick"])
