@@ -83,8 +83,7 @@ def _check_address(address: str, timeout: float = 5.0) -> None:
         return
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()  # a probe, nothing sent
     except ValueError:
         raise SpecError("--address", f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:6379") from None
     except OSError as exc:
