@@ -133,7 +133,8 @@ def run_sweep(
     preflight(pending)
     tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
-    connect(address, num_cpus)  # a cluster address that does not answer fails here, in bounded time
+    qiskit = any(c.uses_qiskit for c in pending) or _searches_executor(spec)
+    connect(address, num_cpus, qiskit)  # a cluster address that does not answer fails here, in bounded time
     jobs = grid.teacher_jobs(pending)
     check_resources(spec.resources, bool(jobs), local, progress)
     check_writable(results_dir)
@@ -149,6 +150,11 @@ def run_sweep(
             progress(f"sweep {spec.name}: the driver that held this folder before finished the rest")
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def _searches_executor(spec: Spec) -> bool:
+    """Whether a study samples a setting that can put a trial on Qiskit."""
+    return spec.search is not None and any(p.name in ("backend", "noise", "test_noise") for p in spec.search.params)
 
 
 def _run_phases(spec: Spec, summary: Summary, pending: list[TrialConfig], jobs: list[TeacherJob], fresh: bool,

@@ -11,10 +11,18 @@ import logging
 import os
 
 from sweep.spec import SpecError
+from workers.runtime import HOOKS
+
+#: (job id, worker set-up hook) of the Ray this process last started or joined.
+_started: tuple[str, str] | None = None
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None, qiskit: bool = True) -> None:
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray on loopback.
+
+    ``qiskit``: whether the workers will build circuits for Qiskit, which decides their
+    set-up hook (:data:`workers.runtime.HOOKS`); a Ray this process started without the
+    Qiskit hook is restarted for a sweep that needs it.
 
     A local Ray is kept on 127.0.0.1: Ray on Linux resolves "127.0.0.1" to the
     machine's outward address and listens there unless told that this is a
@@ -37,11 +45,15 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if address:
         _check_address(address)  # even in a process that already has a Ray: --address must answer
+    hook = HOOKS[bool(qiskit)]
     if ray.is_initialized():
-        return
-    runtime_env = {"worker_process_setup_hook": "workers.runtime.prepare_process"}
+        if not (qiskit and _started == (ray.get_runtime_context().get_job_id(), HOOKS[False])):
+            return
+        ray.shutdown()  # this process's own Ray, started for trials without Qiskit
+    runtime_env = {"worker_process_setup_hook": hook}
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
+        _remember(hook)
         return
     # The Ray processes (and the workers they start) share this home: Ray keeps the
     # cluster's auth token under ~/.ray, so a worker with another home could not connect.
@@ -52,6 +64,14 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
                  num_cpus=num_cpus, log_to_driver=True, runtime_env=runtime_env)  # fmt: skip
     finally:
         os.environ["HOME"] = real_home
+    _remember(hook)
+
+
+def _remember(hook: str) -> None:
+    import ray  # noqa: PLC0415
+
+    global _started
+    _started = (ray.get_runtime_context().get_job_id(), hook)
 
 
 def _quiet_home() -> str:

@@ -64,7 +64,15 @@ TRIAL_FIELDS: dict[str, Any] = {
 }
 
 SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search", "tracking")
-TEACHER_KEYS = {"epochs": int | None, "lr": float | None, "batch_size": int, "seed": int, "recipe": str, "keep": str}
+TEACHER_KEYS = {
+    "epochs": int | None,
+    "lr": float | None,
+    "batch_size": int,
+    "seed": int,
+    "recipe": str,
+    "keep": str,
+    "optimizer": str,
+}
 PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None}
 SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
 SAMPLERS = ("tpe", "random")

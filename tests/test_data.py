@@ -5,6 +5,8 @@ Nothing here downloads or reads the real MNIST: the IDX files are written by
 """
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +279,27 @@ def test_digits_train_and_test_are_disjoint_images():
     assert np.array_equal(np.bincount(ytr, minlength=10), (np.bincount(bunch.target) + 1) // 2)
     assert np.array_equal(np.bincount(yte, minlength=10), np.bincount(bunch.target) // 2)
     assert xtr.min() >= 0 and xtr.max() <= 1 and xtr.shape[1:] == (28, 28)
+
+
+def test_digits_read_without_sklearn_are_load_digits_and_fall_back_to_it(monkeypatch):
+    """The bundled CSV read directly gives ``load_digits``'s arrays exactly, without
+    importing scikit-learn; with the file missing, ``load_digits`` itself is used."""
+    code = ("import sys; from workers.data import digits_arrays; x, y = digits_arrays(); "
+            "print(x.shape, y.shape, 'sklearn' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["(1797,", "8,", "8)", "(1797,)", "False"], out.stdout
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images, labels = data.digits_arrays()
+    assert np.array_equal(images, bunch.images) and images.dtype == bunch.images.dtype
+    assert np.array_equal(labels, bunch.target) and labels.dtype == np.int64
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    fallback_images, fallback_labels = data.digits_arrays()
+    assert np.array_equal(fallback_images, bunch.images) and np.array_equal(fallback_labels, bunch.target)
 
 
 def test_digits_default_samples_fit_every_class():

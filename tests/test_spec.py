@@ -301,6 +301,7 @@ BAD_SPECS = [
     ("unknown-grid-key", _patch(grid={"datset": ["digits"]}), ["grid.datset", "did you mean 'dataset'"]),
     ("unknown-trial-key", _patch(trial={"epoch": 3}), ["trial.epoch", "did you mean 'epochs'"]),
     ("unknown-teacher-key", _patch(teacher={"epoch": 3}), ["teacher.epoch", "'epochs'"]),
+    ("unknown-teacher-optimizer", _patch(teacher={"optimizer": "sgd"}), ["teacher.optimizer", "'sgd'", "adam-fused"]),
     ("unknown-paths-key", _patch(paths={"result": "x"}), ["paths.result", "'results'"]),
     ("unknown-resources-key", _patch(resources={"cpus_per_trail": 1}),
      ["resources.cpus_per_trail", "'cpus_per_trial'"]),

@@ -304,3 +304,31 @@ def test_ensemble_logits_stay_finite_where_both_members_are_certain():
     with np.errstate(divide="ignore"):
         naive = np.log((torch.softmax(torch.as_tensor(a), 1) + torch.softmax(torch.as_tensor(b), 1)).numpy() / 2)
     assert not np.isfinite(naive).all()  # what the float32 mean of softmaxes would have given
+
+
+def test_fused_adam_is_its_own_teacher_the_same_update_rounded_apart(digits, lenet_cache):
+    """``optimizer: adam-fused`` hashes apart from ``adam`` (whose key is what it always was:
+    every cached teacher keeps its folder), actually runs torch's fused step, and trains
+    the same model up to rounding."""
+    cache, first, _ = lenet_cache
+    fused = TeacherSettings(epochs=1, optimizer="adam-fused")
+    key, digest = teacher_key(digits, "lenet", fused)
+    assert key["optimizer"] == "adam-fused" and digest != first.key_hash
+    assert teacher_key(digits, "lenet", SETTINGS)[0]["optimizer"] == "adam"
+    steps = []
+    real = torch.optim.Adam
+
+    class Spy(real):
+        def step(self, *args, **kwargs):
+            steps.append(self.defaults["fused"])
+            return super().step(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim, "Adam", Spy)
+        fast = get_teacher(digits, "lenet", fused, cache)
+    assert steps and all(steps), "every step through the fused kernel"
+    assert not fast.cached and fast.path != first.path
+    assert json.loads(fast.row(digits, "2,5,8")["settings"])["optimizer"] == "adam-fused"
+    diff = np.abs(fast.train_logits - first.train_logits).max()
+    assert 0 < diff < 1e-2 * np.abs(first.train_logits).max(), diff
+    assert abs(_accuracy(fast.test_logits, digits.test.labels) - first.test_acc) <= 0.02

@@ -141,6 +141,12 @@ def trained_as_one(arch: str, recipe: str) -> bool:
 #: distilled from), or the one with the best accuracy on the test split (what they printed).
 TEACHER_KEEPS = ("last", "best_test")
 
+#: How a teacher's Adam steps run: torch's per-tensor loop (``adam``, what every cached
+#: teacher so far was trained with), or its fused kernel (``adam-fused``: the same update,
+#: rounded differently; an AlexNet step on CPU 2.1 s -> 1.5 s on the dev VM, the update
+#: itself 0.65 s -> 0.09 s, docs/performance.md). Part of the cache key.
+TEACHER_OPTIMIZERS = ("adam", "adam-fused")
+
 
 @dataclass(frozen=True)
 class StudentKind:
@@ -304,6 +310,8 @@ class TeacherSettings:
     #: both recipes keep ``last`` unless told ``best_test``; a paper-code teacher's row
     #: reports both accuracies.
     keep: str = "last"
+    #: One of :data:`TEACHER_OPTIMIZERS`.
+    optimizer: str = "adam"
 
     @property
     def resolved_keep(self) -> str:
@@ -460,6 +468,12 @@ class TrialConfig:
         if self.test_noise is None:
             return self.noise
         return None if self.test_noise == NO_NOISE else self.test_noise
+
+    @property
+    def uses_qiskit(self) -> bool:
+        """Whether this trial builds a circuit for Qiskit (an Aer executor, for training or for
+        scoring under a noise); a torch statevector trial never imports it."""
+        return self.backend == "aer" or bool(self.noise) or self.effective_test_noise is not None
 
     @property
     def selects_on_test(self) -> bool:
@@ -620,6 +634,7 @@ class TrialConfig:
             raise ConfigError("teacher_lr", f"must be > 0, got {ts.lr!r}")
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
+        choice("teacher_optimizer", TEACHER_OPTIMIZERS, ts.optimizer)
         if TEACHERS[self.teacher].quantum and ts.recipe != "default":
             raise ConfigError(
                 "teacher_recipe", f"the {self.teacher} teacher has only the default recipe, not {ts.recipe!r}"
@@ -664,7 +679,7 @@ class TrialConfig:
             if d.get(name) in defaults:
                 d.pop(name)
         if d["teacher_settings"] is not None:
-            for name, default in (("recipe", "default"), ("keep", "last")):
+            for name, default in (("recipe", "default"), ("keep", "last"), ("optimizer", "adam")):
                 if d["teacher_settings"].get(name) == default:
                     d["teacher_settings"].pop(name)
         return d
@@ -726,6 +741,7 @@ TEACHER_HELP: dict[str, str] = {
     "seed": "teacher seed",
     "recipe": "default (this project's) or paper-code (the notebooks': classic LeNet, lr 1e-3, 10 epochs)",
     "keep": "the teacher epoch kept: last, or best_test (selection on the test split)",
+    "optimizer": "adam (torch's per-tensor loop) or adam-fused (its fused kernel: faster on CPU, rounded differently)",
 }
 #: The values a field may take, where it takes one of a list (validate checks them).
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
@@ -734,6 +750,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "kd_defect": KD_DEFECTS, "selection": SELECTIONS, "report_epoch": REPORT_EPOCHS,
     "shift_rule": SHIFT_RULES, "gradient": GRADIENTS, "device": DEVICES,
     "teacher_recipe": TEACHER_RECIPES, "teacher_keep": TEACHER_KEEPS,
+    "teacher_optimizer": TEACHER_OPTIMIZERS,
 }  # fmt: skip
 
 #: Defaults (as resolved) of the fields that came after the first result files.

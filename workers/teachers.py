@@ -246,7 +246,7 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
             "epochs": settings.resolved_epochs(dataset.name, arch),
             "lr": settings.resolved_lr(arch),
             "batch_size": settings.batch_size,
-            "optimizer": "adam",
+            "optimizer": settings.optimizer,
             "normalization": "train-split mean/std",
             "train_samples": len(dataset.train),
             "recipe": TEACHER_RECIPE,
@@ -317,7 +317,8 @@ def train_teacher(
     gen = torch.Generator().manual_seed(settings.seed)
     dev = torch.device("cpu") if TEACHERS[arch].quantum else _device()  # the statevector runs where it was built
     model = make_model(arch, len(dataset.classes), settings.recipe, _shape(dataset)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch))
+    fused = {"fused": True} if settings.optimizer == "adam-fused" else {}  # else torch's default, as before
+    opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch), **fused)
     x, y = dataset.train.images, dataset.train.labels
     epochs = settings.resolved_epochs(dataset.name, arch)
     score = settings.recipe == "paper-code" or settings.keep == "best_test"
