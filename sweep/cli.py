@@ -267,8 +267,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from sweep.driver import finished_hashes, select  # noqa: PLC0415
     from sweep.grid import expand  # noqa: PLC0415
+    from sweep.preflight import check_creatable  # noqa: PLC0415
 
     spec = _load(args)
+    check_creatable(spec.results_dir)
     grid = expand(spec)
     trials = select(grid.trials, args.only)
     done = finished_hashes(spec.results_dir) if spec.search is None else set()

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from sweep.grid import TeacherJob
 from sweep.lock import SweepLock
 from sweep.plan import FINISHED, finished_hashes, plan, select
-from sweep.preflight import check_resources, check_writable, preflight
+from sweep.preflight import check_creatable, check_resources, check_writable, preflight
 from sweep.ray_env import connect, loopback_only
 from sweep.recorder import Recorder
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, compact, remove_table
@@ -131,6 +131,7 @@ def run_sweep(
         summary.wall_s = time.perf_counter() - t0
         return summary
     preflight(pending)
+    check_creatable(results_dir)  # before Ray starts; check_writable below probes for real
     tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
     qiskit = any(c.uses_qiskit for c in pending) or _searches_executor(spec)

@@ -63,6 +63,20 @@ def check_resources(res: Resources, teachers: bool, local: bool, progress=print)
         progress(f"warning: resources.{name}: {what}; {wait}")
 
 
+def check_creatable(d: Location) -> None:
+    """What ``validate`` can tell without writing: a local results root whose nearest existing
+    folder is a file, or not writable, is one line (``check_writable`` probes for real)."""
+    if not d.is_local:
+        return
+    path = d.local_path
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise StorageError(f"paths.results: cannot write to {d}: {path} is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"paths.results: cannot write to {d}: {path} is not writable")
+
+
 def check_writable(d: Location) -> None:
     """One clear line, before anything runs, when the results root cannot be written."""
     probe = d / f".write-probe-{os.getpid()}"

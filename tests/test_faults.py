@@ -203,16 +203,23 @@ def test_a_corrupt_results_file_is_refused_not_read(tmp_path, capsys):
     assert sorted(p.name for p in results.iterdir()) == ["trials.parquet"]
 
 
-def test_an_unwritable_results_root_is_one_clear_error(tmp_path, capsys):
+def test_an_unwritable_results_root_is_one_clear_error(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the results folder should go")
     spec = {"grid": {"dataset": "digits", "classes": "0-3", "teacher": "none", "qubits": 2, "seed": 0},
             "trial": {"backend": "statevector", "epochs": 1}}  # fmt: skip
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "s", **spec, "paths": {"results": str(blocker / "results")}}))
-    assert main(["sweep", str(path), "--num-cpus", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "paths.results: cannot write to" in err[0]
+    import sweep.driver
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started: the results root should have been refused before")
+
+    monkeypatch.setattr(sweep.driver, "connect", no_ray)
+    for command in (["validate", str(path)], ["sweep", str(path), "--num-cpus", "1"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "paths.results: cannot write to" in err[0] and f"{blocker} is not a folder" in err[0]
     assert blocker.read_text().startswith("a file")
 
 

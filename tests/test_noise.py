@@ -51,12 +51,23 @@ def test_an_unknown_device_is_one_line_naming_the_field_and_the_choices(field):
         ({"test_noise": 3}, "test_noise"),
         ({"noise": "fake:armonk"}, "noise"),  # one qubit for a 3-qubit student
         ({"noise": "fake:manila", "qubits": 8, "classes": "0-5"}, "noise"),
+        ({"noise": "fake:manila", "noise_scale": 1e300}, "noise_scale"),  # was a ZeroDivisionError in Aer
+        ({"test_noise": "fake:manila", "noise_scale": 11}, "noise_scale"),  # readout 0.0964 x 11 > 1
     ],
 )
 def test_bad_noise_settings_name_their_field(kw, field):
     with pytest.raises(ConfigError) as e:
         TrialConfig(**kw).validate()
     assert e.value.field == field and str(e.value).startswith(f"{field}: ")
+
+
+def test_a_device_takes_any_scale_that_keeps_its_worst_error_a_probability():
+    """manila's worst calibrated error is its readout (0.0964): 10 is the largest round scale."""
+    TrialConfig(noise="fake:manila", noise_scale=10).validate()
+    with pytest.raises(
+        ConfigError, match=r"^noise_scale: 11 x 'fake:manila' .* measure at 0\.0964, so noise_scale <= 10\.37\)$"
+    ):
+        TrialConfig(noise="fake:manila", noise_scale=11).validate()
 
 
 def test_hashes_of_earlier_configs_stay_and_moot_settings_hash_alike():

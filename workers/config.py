@@ -237,6 +237,13 @@ def fake_devices() -> dict[str, type]:
     return dict(sorted(found.items()))
 
 
+def _worst_error(target) -> tuple[str, float]:
+    """The largest error rate a device's calibration gives any instruction (readout included)."""
+    rates = [(name, float(props.error)) for name in target.operation_names
+             for props in target[name].values() if props is not None and props.error is not None]  # fmt: skip
+    return max(rates, key=lambda r: r[1], default=("none", 0.0))
+
+
 def parse_noise(text: str) -> NoiseSpec | DeviceNoise:
     """``depolarizing:P1[,P2]`` (P2 defaults to 10 x P1), or ``fake:DEVICE``."""
     kind, _, args = text.partition(":")
@@ -648,9 +655,15 @@ class TrialConfig:
         if isinstance(spec, NoiseSpec) and max(spec.p1, spec.p2) * scale > 1:
             raise ConfigError("noise_scale", f"{scale} x {text!r} gives a probability above 1")
         if isinstance(spec, DeviceNoise):
-            size = fake_devices()[spec.name]().num_qubits
-            if size < self.qubits:
-                raise ConfigError(name, f"{text!r} has {size} qubits, fewer than the student's {self.qubits}")
+            device = fake_devices()[spec.name]()
+            if device.num_qubits < self.qubits:
+                raise ConfigError(
+                    name, f"{text!r} has {device.num_qubits} qubits, fewer than the student's {self.qubits}"
+                )
+            op, worst = _worst_error(device.target)
+            if worst * scale > 1:
+                worst_line = f"its worst is {op} at {worst:.4g}, so noise_scale <= {1 / worst:.4g}"
+                raise ConfigError("noise_scale", f"{scale:g} x {text!r} gives an error rate above 1 ({worst_line})")
 
     # ---------------------------------------------------------------- identity
     def to_dict(self) -> dict[str, Any]:

@@ -38,7 +38,8 @@ together), and keeps the shots to the shared measurement (one multinomial per ro
   the gate's total error, relaxation included, is the scaled error), so to first order
   every channel's infidelity, relaxation included, is s times the device's, and the
   structure of the noise (which qubits and gates are worse) is kept. s = 0 is the
-  noise-free circuit as transpiled for the device; errors are capped at 1.
+  noise-free circuit as transpiled for the device; a scale that takes the device's worst
+  error rate (readout included) above 1 is refused when the config is validated.
   Gate durations are not scaled; idle time is not modelled (the circuit is not
   scheduled, as in ``from_backend``'s default use).
 
