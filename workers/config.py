@@ -237,11 +237,18 @@ def fake_devices() -> dict[str, type]:
     return dict(sorted(found.items()))
 
 
-def _worst_error(target) -> tuple[str, float]:
-    """The largest error rate a device's calibration gives any instruction (readout included)."""
-    rates = [(name, float(props.error)) for name in target.operation_names
-             for props in target[name].values() if props is not None and props.error is not None]  # fmt: skip
-    return max(rates, key=lambda r: r[1], default=("none", 0.0))
+@functools.cache
+def device_facts(name: str) -> tuple[int, str, float]:
+    """A fake device's qubit count, and the largest error rate its calibration gives any
+    instruction (readout included) with that instruction's name: what validation checks,
+    built once per device and process (a backend and its target take ~0.2 s, and a
+    robustness grid validates each of its points)."""
+    device = fake_devices()[name]()
+    target = device.target
+    rates = [(op, float(props.error)) for op in target.operation_names
+             for props in target[op].values() if props is not None and props.error is not None]  # fmt: skip
+    op, worst = max(rates, key=lambda r: r[1], default=("none", 0.0))
+    return device.num_qubits, op, worst
 
 
 def parse_noise(text: str) -> NoiseSpec | DeviceNoise:
@@ -655,12 +662,9 @@ class TrialConfig:
         if isinstance(spec, NoiseSpec) and max(spec.p1, spec.p2) * scale > 1:
             raise ConfigError("noise_scale", f"{scale} x {text!r} gives a probability above 1")
         if isinstance(spec, DeviceNoise):
-            device = fake_devices()[spec.name]()
-            if device.num_qubits < self.qubits:
-                raise ConfigError(
-                    name, f"{text!r} has {device.num_qubits} qubits, fewer than the student's {self.qubits}"
-                )
-            op, worst = _worst_error(device.target)
+            size, op, worst = device_facts(spec.name)
+            if size < self.qubits:
+                raise ConfigError(name, f"{text!r} has {size} qubits, fewer than the student's {self.qubits}")
             if worst * scale > 1:
                 worst_line = f"its worst is {op} at {worst:.4g}, so noise_scale <= {1 / worst:.4g}"
                 raise ConfigError("noise_scale", f"{scale:g} x {text!r} gives an error rate above 1 ({worst_line})")
