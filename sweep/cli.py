@@ -16,10 +16,9 @@ import sys
 import typing
 from pathlib import Path
 
-from sweep import bench, tables
+from sweep import bench
 from workers.config import FIELD_CHOICES, FIELD_HELP, TEACHER_HELP, ConfigError, TeacherSettings, TrialConfig
-from workers.data import DataError
-from workers.io import StorageError
+from workers.io import DataError, StorageError
 
 EXIT_BAD_INPUT = 2
 #: 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe.
@@ -313,6 +312,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(summary.best or "")
         print(leaderboard(spec))
     elif not args.no_tables and (spec.results_dir / "trials.parquet").exists():
+        from sweep import tables  # noqa: PLC0415
+
         paths = tables.write_tables(spec.results_dir)
         print()
         print(tables.markdown_tables(spec.results_dir))
@@ -330,8 +331,16 @@ def tables_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     p.add_argument("--out", metavar="DIR", default=None, help="write here instead of RESULTS_DIR")
-    p.set_defaults(func=tables.run)
+    p.set_defaults(func=run_tables)
     return p
+
+
+def run_tables(args: argparse.Namespace) -> int:
+    """``qkd-sweep tables``: :func:`sweep.tables.run`, imported when it runs (pandas and
+    SciPy's statistics cost 2 s that ``validate`` and ``trial`` need not pay)."""
+    from sweep import tables  # noqa: PLC0415
+
+    return tables.run(args)
 
 
 def bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -377,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return cmd_sweep(args)
         if args.command == "tables":
-            return tables.run(args)
+            return run_tables(args)
         if args.command == "bench":
             from sweep import bench_sweep  # noqa: PLC0415
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.config import DATASETS, DatasetKind
+from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
 
 IMAGE_SIZE = 28
 DIGITS_SPLIT_SEED = 20231122
@@ -53,10 +54,6 @@ _CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", 
                 "test_batch", "batches.meta")  # fmt: skip
 #: ITU-R BT.601 luma weights: a colour image as one gray channel.
 LUMA = (0.299, 0.587, 0.114)
-
-
-class DataError(RuntimeError):
-    """Data that cannot be had: missing files offline, too few samples in a class."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class StorageError(OSError):
     """A storage location that cannot be used (unknown scheme, not writable, full)."""
 
 
+class DataError(RuntimeError):
+    """Data that cannot be had: missing files offline, too few samples in a class (raised by
+    :mod:`workers.data`; defined here so that catching it imports no torch)."""
+
+
 def _is_uri(text: str) -> bool:
     return "://" in text
 
