@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sweep.grid import TeacherJob
 from sweep.lock import SweepLock
@@ -134,8 +134,8 @@ def run_sweep(
     check_creatable(results_dir)  # before Ray starts; check_writable below probes for real
     tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
-    qiskit = any(c.uses_qiskit for c in pending) or _searches_executor(spec)
-    connect(address, num_cpus, qiskit)  # a cluster address that does not answer fails here, in bounded time
+    # A cluster address that does not answer fails here, in bounded time.
+    connect(address, num_cpus, _needs_qiskit(spec, pending))
     jobs = grid.teacher_jobs(pending)
     check_resources(spec.resources, bool(jobs), local, progress)
     check_writable(results_dir)
@@ -153,9 +153,14 @@ def run_sweep(
     return summary
 
 
-def _searches_executor(spec: Spec) -> bool:
-    """Whether a study samples a setting that can put a trial on Qiskit."""
-    return spec.search is not None and any(p.name in ("backend", "noise", "test_noise") for p in spec.search.params)
+def _needs_qiskit(spec: Spec, pending: list[TrialConfig]) -> bool:
+    """Whether a trial the sweep can run builds circuits for Qiskit: one of a grid's pending
+    trials, or a study's base config with any value one of its choice parameters takes
+    (a range parameter is a number, and no number puts a trial on Qiskit)."""
+    if any(c.uses_qiskit for c in pending):
+        return True
+    params = [p for p in spec.search.params if p.choices] if spec.search is not None else []
+    return any(replace(c, **{p.name: v}).uses_qiskit for c in pending for p in params for v in p.choices)
 
 
 def _run_phases(spec: Spec, summary: Summary, pending: list[TrialConfig], jobs: list[TeacherJob], fresh: bool,

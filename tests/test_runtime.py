@@ -90,3 +90,23 @@ def test_connect_picks_the_hook_and_restarts_its_own_ray_only_to_add_qiskit(monk
     fake.init(runtime_env={"worker_process_setup_hook": "someone.elses"})  # a Ray this module did not start
     ray_env.connect(num_cpus=1, qiskit=True)
     assert fake.inits[-1] == "someone.elses" and fake.up, "another's Ray is never restarted"
+
+
+def test_the_driver_asks_for_qiskit_where_a_grid_trial_or_a_study_choice_uses_it():
+    from types import SimpleNamespace
+
+    from sweep.driver import _needs_qiskit
+    from sweep.spec import SearchParam
+
+    torch_only, on_aer = TrialConfig(backend="statevector"), TrialConfig(backend="aer")
+    grid = SimpleNamespace(search=None)
+    assert not _needs_qiskit(grid, [torch_only, torch_only])
+    assert _needs_qiskit(grid, [torch_only, on_aer])
+
+    def study(*params):
+        return SimpleNamespace(search=SimpleNamespace(params=list(params)))
+
+    lr = SearchParam("lr", low=1e-4, high=1e-2, log=True)
+    assert not _needs_qiskit(study(lr, SearchParam("head", choices=("linear", "log"))), [torch_only])
+    assert _needs_qiskit(study(lr, SearchParam("backend", choices=("statevector", "aer"))), [torch_only])
+    assert _needs_qiskit(study(SearchParam("test_noise", choices=("none", "depolarizing:0.01"))), [torch_only])
