@@ -332,3 +332,86 @@ def test_fused_adam_is_its_own_teacher_the_same_update_rounded_apart(digits, len
     diff = np.abs(fast.train_logits - first.train_logits).max()
     assert 0 < diff < 1e-2 * np.abs(first.train_logits).max(), diff
     assert abs(_accuracy(fast.test_logits, digits.test.labels) - first.test_acc) <= 0.02
+
+
+# ------------------------------------------------- every file of an entry, damaged
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+_DAMAGES = {
+    "missing": lambda p: p.unlink(),
+    "empty": lambda p: p.write_bytes(b""),
+    "truncated": _truncate,
+    "garbage": lambda p: p.write_bytes(b"\x89garbage\x00\xff" * 40),
+}
+_META_DAMAGES = {
+    **_DAMAGES,
+    "not-an-object": lambda p: p.write_text("[1, 2, 3]"),
+    "other-key": lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "hash": "0123456789ab"})),
+    "wrong-type": lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "best_epoch": "three"})),
+    "not-utf8": lambda p: p.write_bytes(b'{"hash": "\xff\xfe"}'),
+}
+
+
+@pytest.mark.parametrize("damage", list(_META_DAMAGES), ids=list(_META_DAMAGES))
+def test_damaged_meta_is_a_warning_and_a_rebuild_from_the_weights(digits, own_cache, monkeypatch, damage):
+    cache, first = own_cache
+    folder = Path(cache_folder(cache, digits, "lenet", SETTINGS))
+    _META_DAMAGES[damage](folder / "meta.json")
+    monkeypatch.setattr(teachers, "train_teacher", _no_training)  # the weights load: no retraining
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rebuilt = get_teacher(digits, "lenet", SETTINGS, cache)
+    assert rebuilt.cached is False
+    if damage != "missing":
+        assert len(caught) == 1 and "meta.json failed its check" in str(caught[0].message)
+    np.testing.assert_allclose(rebuilt.test_logits, first.test_logits, rtol=1e-5, atol=1e-5)
+    assert json.loads((folder / "meta.json").read_text())["hash"] == first.key_hash
+    assert get_teacher(digits, "lenet", SETTINGS, cache).cached is True
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES), ids=list(_DAMAGES))
+def test_damaged_weights_and_logits_retrain_never_a_wrong_teacher(digits, own_cache, damage):
+    """Weights that do not load with logits that fail too: the teacher is trained again (the
+    same seed gives the same teacher), with one warning per damaged file, no traceback."""
+    cache, first = own_cache
+    folder = Path(cache_folder(cache, digits, "lenet", SETTINGS))
+    _DAMAGES[damage](folder / "weights.safetensors")
+    _DAMAGES[damage](folder / "logits.parquet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = get_teacher(digits, "lenet", SETTINGS, cache)
+    messages = [str(w.message) for w in caught]
+    if damage != "missing":
+        assert any("logits.parquet failed its check" in m for m in messages), messages
+        assert any("weights.safetensors do not load" in m for m in messages), messages
+    assert again.cached is False
+    np.testing.assert_allclose(again.test_logits, first.test_logits, rtol=1e-5, atol=1e-5)
+    assert load_file(folder / "weights.safetensors").keys() == first_keys(first)
+
+
+def first_keys(first):
+    return load_file(Path(first.path) / "weights.safetensors").keys()
+
+
+def test_per_architecture_optimizer_keys_only_the_named_teacher(digits):
+    """``adam,alexnet=adam-fused``: AlexNet's key takes the fused kernel, LeNet's stays the
+    key (and its trials the hashes) it had with plain ``adam``."""
+    from workers.config import ConfigError, TrialConfig, parse_optimizer
+
+    mixed = TeacherSettings(epochs=1, optimizer="adam,alexnet=adam-fused,ensemble=adam-fused")
+    plain = TeacherSettings(epochs=1)
+    assert teacher_key(digits, "lenet", mixed) == teacher_key(digits, "lenet", plain)
+    assert teacher_key(digits, "alexnet", mixed)[0]["optimizer"] == "adam-fused"
+    assert teacher_key(digits, "alexnet", mixed)[1] != teacher_key(digits, "alexnet", plain)[1]
+    assert parse_optimizer("adam-fused,lenet=adam") == ("adam-fused", {"lenet": "adam"})
+    lenet_trial = TrialConfig(teacher="lenet", teacher_settings=mixed).validate()
+    assert lenet_trial.config_hash() == TrialConfig(teacher="lenet", teacher_settings=plain).validate().config_hash()
+    alex = TrialConfig(teacher="alexnet", teacher_settings=mixed).validate()
+    assert alex.config_hash() != TrialConfig(teacher="alexnet", teacher_settings=plain).validate().config_hash()
+    for bad, words in [("sgd", "'sgd'"), ("resnet=adam-fused", "names no teacher"), ("adam,adam-fused", "ARCH=VALUE"),
+                       ("", "unknown value ''"), ("alexnet=sgd", "'sgd'")]:  # fmt: skip
+        with pytest.raises(ConfigError, match="teacher_optimizer") as info:
+            TrialConfig(teacher="lenet", teacher_settings=TeacherSettings(optimizer=bad)).validate()
+        assert words in str(info.value)

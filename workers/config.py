@@ -148,6 +148,27 @@ TEACHER_KEEPS = ("last", "best_test")
 TEACHER_OPTIMIZERS = ("adam", "adam-fused")
 
 
+def parse_optimizer(text: object) -> tuple[str, dict[str, str]]:
+    """``adam``, or a default and per-architecture choices, ``adam,alexnet=adam-fused``: the
+    optimizer for every teacher, and the ones that differ by name (so that a spec's AlexNet
+    takes the fused kernel while its LeNet keeps the key it was cached under)."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError("teacher_optimizer", f"unknown value {text!r}; choose one of {list(TEACHER_OPTIMIZERS)}")
+    default, by_arch = "adam", {}
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        arch, eq, value = part.rpartition("=")
+        if eq and arch not in TEACHERS:
+            raise ConfigError("teacher_optimizer", f"{part!r} names no teacher; choose from {list(TEACHERS)}")
+        if value not in TEACHER_OPTIMIZERS or (not eq and i > 0):
+            raise ConfigError("teacher_optimizer", f"unknown value {value!r}; choose one of {list(TEACHER_OPTIMIZERS)}"
+                              " (or ARCH=VALUE after the default)")  # fmt: skip
+        if eq:
+            by_arch[arch] = value
+        else:
+            default = value
+    return default, by_arch
+
+
 @dataclass(frozen=True)
 class StudentKind:
     """What the rest of the code needs to know of a student kind, without building one.
@@ -324,8 +345,14 @@ class TeacherSettings:
     #: both recipes keep ``last`` unless told ``best_test``; a paper-code teacher's row
     #: reports both accuracies.
     keep: str = "last"
-    #: One of :data:`TEACHER_OPTIMIZERS`.
+    #: One of :data:`TEACHER_OPTIMIZERS`, or a default and per-architecture choices
+    #: (``adam,alexnet=adam-fused``; :func:`parse_optimizer`).
     optimizer: str = "adam"
+
+    def resolved_optimizer(self, arch: str) -> str:
+        """The optimizer ``arch`` is trained with (what its cache key records)."""
+        default, by_arch = parse_optimizer(self.optimizer)
+        return by_arch.get(arch, default)
 
     @property
     def resolved_keep(self) -> str:
@@ -648,7 +675,7 @@ class TrialConfig:
             raise ConfigError("teacher_lr", f"must be > 0, got {ts.lr!r}")
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
-        choice("teacher_optimizer", TEACHER_OPTIMIZERS, ts.optimizer)
+        parse_optimizer(ts.optimizer)
         if TEACHERS[self.teacher].quantum and ts.recipe != "default":
             raise ConfigError(
                 "teacher_recipe", f"the {self.teacher} teacher has only the default recipe, not {ts.recipe!r}"
@@ -696,6 +723,9 @@ class TrialConfig:
             if d.get(name) in defaults:
                 d.pop(name)
         if d["teacher_settings"] is not None:
+            # The optimizer this trial's teacher takes, so a per-architecture choice leaves
+            # the other teachers' trials with the hashes they had.
+            d["teacher_settings"]["optimizer"] = self.teacher_settings.resolved_optimizer(self.teacher)
             for name, default in (("recipe", "default"), ("keep", "last"), ("optimizer", "adam")):
                 if d["teacher_settings"].get(name) == default:
                     d["teacher_settings"].pop(name)
@@ -758,7 +788,8 @@ TEACHER_HELP: dict[str, str] = {
     "seed": "teacher seed",
     "recipe": "default (this project's) or paper-code (the notebooks': classic LeNet, lr 1e-3, 10 epochs)",
     "keep": "the teacher epoch kept: last, or best_test (selection on the test split)",
-    "optimizer": "adam (torch's per-tensor loop) or adam-fused (its fused kernel: faster on CPU, rounded differently)",
+    "optimizer": "adam (torch's per-tensor loop) or adam-fused (its fused kernel: faster on CPU, rounded "
+    "differently); a default and per-teacher choices: adam,alexnet=adam-fused",
 }
 #: The values a field may take, where it takes one of a list (validate checks them).
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {

@@ -50,6 +50,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -246,7 +247,7 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
             "epochs": settings.resolved_epochs(dataset.name, arch),
             "lr": settings.resolved_lr(arch),
             "batch_size": settings.batch_size,
-            "optimizer": settings.optimizer,
+            "optimizer": settings.resolved_optimizer(arch),
             "normalization": "train-split mean/std",
             "train_samples": len(dataset.train),
             "recipe": TEACHER_RECIPE,
@@ -293,6 +294,10 @@ class Training:
 
     model: nn.Module
     test_accs: list[float]
+    #: Seconds earlier processes spent on this training before it was resumed here.
+    earlier_seconds: float = 0.0
+    #: The epoch a checkpoint resumed this training from (0: trained from scratch here).
+    resumed_from: int = 0
 
     @property
     def best(self) -> tuple[float, int]:
@@ -303,28 +308,120 @@ class Training:
         return self.test_accs[i], i + 1
 
 
+#: A cache entry's checkpoint file, present only while its teacher is being trained.
+CHECKPOINT = "checkpoint.pt"
+#: Bumped when what a checkpoint holds changes, so an old one is discarded, not misread.
+CHECKPOINT_FORMAT = 1
+
+
+def _rng_states(dev: torch.device, gen: torch.Generator) -> dict:
+    """Every random state a teacher's training draws from or could: torch's (dropout), the
+    batch order's generator, CUDA's when training there, and numpy's and Python's."""
+    import random  # noqa: PLC0415
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "order": gen.get_state(),
+        "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+        "numpy": {"kind": kind, "keys": torch.as_tensor(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }  # fmt: skip
+
+
+def _set_rng_states(states: dict, dev: torch.device, gen: torch.Generator) -> None:
+    import random  # noqa: PLC0415
+
+    torch.set_rng_state(states["torch"])
+    gen.set_state(states["order"])
+    if dev.type == "cuda" and states["cuda"] is not None:
+        torch.cuda.set_rng_state(states["cuda"], dev)
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+
+
+def _save_checkpoint(path: Location, state: dict) -> None:
+    """The state after an epoch, written whole (temporary name, rename) or not at all."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_checkpoint(path: Location, digest: str, epochs: int) -> dict | None:
+    """A checkpoint of this teacher (its cache key's hash) to resume from; None when there
+    is none, and None with one warning line (the file removed) when it is damaged, belongs
+    to another key or says something impossible: training then starts over."""
+    if not path.exists():
+        return None
+    try:
+        import io  # noqa: PLC0415
+
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("it is not a teacher checkpoint of this version")
+        if state.get("key_hash") != digest:
+            raise ValueError(f"it belongs to teacher key {state.get('key_hash')!r}, not {digest!r}")
+        if not 1 <= int(state["epoch"]) <= epochs or len(state["test_accs"]) not in (0, int(state["epoch"])):
+            raise ValueError(f"its epoch {state.get('epoch')!r} does not fit {epochs} epochs")
+        for name in ("model", "optimizer", "rng", "seconds", "best_state"):
+            state[name]  # noqa: B018 (a missing part is a damaged file)
+        return state
+    except Exception as exc:  # noqa: BLE001 (anything unreadable is discarded, and training starts over)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        warnings.warn(f"teacher checkpoint {path} is damaged ({reason}); discarding it and training from epoch 0",
+                      stacklevel=2)  # fmt: skip
+        with contextlib.suppress(OSError):
+            path.delete()
+        return None
+
+
 def train_teacher(
-    dataset: Dataset, arch: str, settings: TeacherSettings, progress: Callable[[str], None] | None = None
+    dataset: Dataset,
+    arch: str,
+    settings: TeacherSettings,
+    progress: Callable[[str], None] | None = None,
+    checkpoint: Location | None = None,
+    key_hash: str = "",
 ) -> Training:
     """Adam on the whole class-filtered training split, seeded.
 
     The ``paper-code`` recipe (or ``keep: best_test``) scores the test split after
     every epoch, as the notebooks did; ``keep`` says which epoch's weights come back.
     ``progress`` gets one line per epoch (loss, test accuracy when scored, time, ETA).
+
+    With ``checkpoint`` (a path in the teacher's cache entry), the state after each
+    epoch is written there (weights, optimizer, every random state, the scored epochs
+    and the best one's weights), and a training that finds one resumes after its epoch:
+    the result is bit-identical to an uninterrupted run on the same number of threads.
     """
     t0 = time.perf_counter()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = torch.device("cpu") if TEACHERS[arch].quantum else _device()  # the statevector runs where it was built
     model = make_model(arch, len(dataset.classes), settings.recipe, _shape(dataset)).to(dev)
-    fused = {"fused": True} if settings.optimizer == "adam-fused" else {}  # else torch's default, as before
+    fused = {"fused": True} if settings.resolved_optimizer(arch) == "adam-fused" else {}  # else the per-tensor loop
     opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch), **fused)
     x, y = dataset.train.images, dataset.train.labels
     epochs = settings.resolved_epochs(dataset.name, arch)
     score = settings.recipe == "paper-code" or settings.keep == "best_test"
     accs: list[float] = []
     best_state: dict | None = None
-    for epoch in range(epochs):
+    start, before = 0, 0.0
+    state = _load_checkpoint(checkpoint, key_hash, epochs) if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        _set_rng_states(state["rng"], dev, gen)
+        start, before, accs = int(state["epoch"]), float(state["seconds"]), list(state["test_accs"])
+        best_state = state["best_state"] or None
+        line = f"resuming {arch} from epoch {start}/{epochs}"
+        log.info("teacher %s", line)
+        if progress is not None:
+            progress(line)
+        del state
+    for epoch in range(start, epochs):
         model.train()
         order = torch.randperm(len(y), generator=gen)
         total = 0.0
@@ -340,16 +437,24 @@ def train_teacher(
             if settings.keep == "best_test" and accs[-1] == max(accs):
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         spent = time.perf_counter() - t0
+        if checkpoint is not None and epoch + 1 < epochs:  # the last epoch's state is the entry itself
+            _save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "key_hash": key_hash, "arch": arch, "epoch": epoch + 1,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(), "rng": _rng_states(dev, gen), "test_accs": accs,
+                "best_state": best_state or {}, "seconds": before + spent, "threads": torch.get_num_threads(),
+            })  # fmt: skip
+        done_here = epoch + 1 - start  # the ETA counts from where this process started
         line = (f"epoch {epoch + 1}/{epochs} loss {total / len(y):.4f}"
                 + (f" test acc {accs[-1]:.4f}" if score else "")
-                + f" ({spent:.0f}s, ETA {spent / (epoch + 1) * (epochs - epoch - 1):.0f}s)")  # fmt: skip
+                + f" ({before + spent:.0f}s, ETA {spent / done_here * (epochs - epoch - 1):.0f}s)")  # fmt: skip
         log.info("teacher %s %s", arch, line)
         if progress is not None:
             progress(line)
     model = model.cpu()
     if best_state is not None:
         model.load_state_dict(best_state)
-    return Training(model.eval(), accs)
+    return Training(model.eval(), accs, before, start)
 
 
 def _write_logits(folder: Location, dataset: Dataset, train: np.ndarray, test: np.ndarray) -> None:
@@ -388,6 +493,32 @@ def _read_logits(folder: Location, dataset: Dataset) -> tuple[np.ndarray, np.nda
         return logits[tr], logits[te]
     except Exception as exc:  # noqa: BLE001 (anything unreadable is rebuilt)
         warnings.warn(f"teacher cache {path} failed its check ({exc}); rebuilding it", stacklevel=2)
+        return None
+
+
+def _read_meta(path: Location, digest: str) -> dict | None:
+    """An entry's meta.json, or None: missing, or (with a warning) unreadable, not this
+    key's, or missing a field a cached teacher is read with; the entry is then rebuilt."""
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"it holds a JSON {type(meta).__name__}, not an object")
+        if meta.get("hash") != digest:
+            raise ValueError(f"it describes teacher key {meta.get('hash')!r}, not {digest!r}")
+        for name, kind in (("train_seconds", float), ("best_test_acc", float), ("best_epoch", int), ("n_params", int)):
+            if name in meta and (isinstance(meta[name], bool) or not isinstance(meta[name], int | float | None)):
+                raise ValueError(f"its {name} is {meta[name]!r}, not a number")
+            if name in meta and meta[name] is not None:
+                kind(meta[name])
+        if not isinstance(meta.get("epoch_test_accs", []), list):
+            raise ValueError("its epoch_test_accs is not a list")
+        return meta
+    except Exception as exc:  # noqa: BLE001 (anything unreadable is rebuilt)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        warnings.warn(f"teacher cache {path} failed its check ({type(exc).__name__}: {reason}); rebuilding it",
+                      stacklevel=2)  # fmt: skip
         return None
 
 
@@ -440,10 +571,10 @@ def get_teacher(
     dataset = dataset.with_normalization(settings.normalize)
     key, digest = teacher_key(dataset, arch, settings)
     folder = cache_folder(cache_dir, dataset, arch, settings)
-    cached = _read_logits(folder, dataset)
     meta_path = folder / "meta.json"
-    if cached is not None and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    meta = _read_meta(meta_path, digest)
+    cached = _read_logits(folder, dataset) if meta is not None else None
+    if cached is not None and meta is not None:
         tr, te = cached
         return TeacherLogits(arch, key, digest, tr, te, _accuracy(te, dataset.test.labels),
                              True, folder, float(meta.get("train_seconds", 0.0)),
@@ -464,15 +595,15 @@ def get_teacher(
         if model is None:
             from safetensors.torch import save_file  # noqa: PLC0415
 
-            training = train_teacher(dataset, arch, settings, progress)
+            training = train_teacher(dataset, arch, settings, progress, folder / CHECKPOINT, digest)
             model, test_accs = training.model, training.test_accs
+            t0 -= training.earlier_seconds  # epochs an earlier process trained count too
             (best_acc, best_epoch) = training.best
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             atomic_write(folder / "weights.safetensors", lambda tmp: save_file(state, tmp))
-        elif (folder / "meta.json").exists():  # weights kept, logits rebuilt: the epochs' scores stay
-            old = json.loads((folder / "meta.json").read_text())
-            best_acc, best_epoch = float(old.get("best_test_acc", math.nan)), int(old.get("best_epoch", 0))
-            test_accs = list(old.get("epoch_test_accs", []))
+        elif meta is not None:  # weights kept, logits rebuilt: the epochs' scores stay
+            best_acc, best_epoch = float(meta.get("best_test_acc", math.nan)), int(meta.get("best_epoch", 0))
+            test_accs = list(meta.get("epoch_test_accs", []))
         tr, te = _predict(model, dataset.train.images), _predict(model, dataset.test.images)
         train_seconds = time.perf_counter() - t0
         n_params = sum(p.numel() for p in model.parameters())
@@ -482,6 +613,8 @@ def get_teacher(
                 "best_test_acc": best_acc, "best_epoch": best_epoch, "epoch_test_accs": test_accs,
                 "n_params": n_params, "torch": torch.__version__, "device": str(_device()),
                 "test_samples": len(dataset.test)}, meta_path)  # fmt: skip
+    if (folder / CHECKPOINT).exists():  # the entry is complete: its checkpoint has done its job
+        (folder / CHECKPOINT).delete()
     return TeacherLogits(arch, key, digest, tr, te, acc, False, folder, train_seconds, best_acc, best_epoch, n_params)
 
 
