@@ -134,9 +134,14 @@ def run_sweep(
     check_creatable(results_dir)  # before Ray starts; check_writable below probes for real
     tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
+    jobs = grid.teacher_jobs(pending)
+    # The first line, before Ray's start (seconds): what will run.
+    where = "on 127.0.0.1" if local else f"at {address or os.environ.get('RAY_ADDRESS')}"
+    progress(f"sweep {spec.name}: {len(jobs)} teacher(s) to train or find cached, then "
+             f"{spec.search.num_samples if spec.search else len(pending)} student trials "
+             f"({skipped} already finished); starting Ray {where}")  # fmt: skip
     # A cluster address that does not answer fails here, in bounded time.
     connect(address, num_cpus, _needs_qiskit(spec, pending))
-    jobs = grid.teacher_jobs(pending)
     check_resources(spec.resources, bool(jobs), local, progress)
     check_writable(results_dir)
     # One driver per results folder (sweep.lock): a second one refuses, naming the holder.
@@ -176,7 +181,7 @@ def _run_phases(spec: Spec, summary: Summary, pending: list[TrialConfig], jobs: 
     progress(f"sweep {spec.name}: phase 1: {len(jobs)} teachers; phase 2: "
              f"{spec.search.num_samples if spec.search else len(pending)} student trials "
              f"({summary.skipped} already finished)")  # fmt: skip
-    teacher_rows = train_teachers(spec, jobs, progress)
+    teacher_rows = train_teachers(spec, jobs, progress, verbose=bool(verbose))
     if teacher_rows:
         append_rows(results_dir / TEACHERS, teacher_rows, key="teacher_key")
     summary.teachers = len(jobs)

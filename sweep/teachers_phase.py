@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from sweep.grid import TeacherJob
+from sweep.progress import TeacherProgress
 from sweep.spec import Resources, Spec, SpecError
 from workers.config import members_of, trained_as_one
 
@@ -65,8 +66,11 @@ class _Heartbeat:
             log.debug("teacher heartbeat not removed: %s", exc)
 
 
-def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: bool, threads: int, *_members):
-    """Phase 1, on a Ray worker: one teacher (the ``_members`` refs make an ensemble wait for its members)."""
+def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: bool, threads: int, verbose: bool,
+                  *_members):  # fmt: skip
+    """Phase 1, on a Ray worker: one teacher (the ``_members`` refs make an ensemble wait for its members).
+    Its progress goes to the driver as heartbeats (drawn there, :mod:`sweep.progress`); with
+    ``verbose`` it prints every line too, which Ray forwards to the driver's output."""
     beat = _Heartbeat()
     beat.send("started")
     try:
@@ -76,8 +80,9 @@ def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: boo
 
         torch.set_num_threads(threads)
 
-        def progress(line: str) -> None:  # Ray forwards a task's stdout to the driver as it is printed
-            print(f"teacher {job.label}: {line}", flush=True)
+        def progress(line: str) -> None:
+            if verbose:  # Ray forwards a task's stdout to the driver as it is printed
+                print(f"teacher {job.label}: {line}", flush=True)
             beat.send(line)
 
         return prepare_teacher(job.dataset, job.classes, job.arch, job.settings, cache_dir, data_root, download,
@@ -165,12 +170,14 @@ class _Watchdog:
     ``interval`` seconds, and when :class:`TeacherWatch` gives up on a teacher, notes
     why and cancels every unfinished teacher task (which ends the driver's ``ray.get``)."""
 
-    def __init__(self, jobs: list[TeacherJob], refs: list, watch: TeacherWatch, res: Resources):
+    def __init__(self, jobs: list[TeacherJob], refs: list, watch: TeacherWatch, res: Resources,
+                 shown: TeacherProgress | None = None):  # fmt: skip
         import threading  # noqa: PLC0415
 
-        self.jobs, self.refs, self.watch, self.res = jobs, refs, watch, res
+        self.jobs, self.refs, self.watch, self.res, self.shown = jobs, refs, watch, res, shown
         bounds = [b for b in (watch.start_s, watch.progress_s) if b]
-        self.interval = min(2.0, max(0.2, min(bounds) / 10)) if bounds else None
+        # Every 2 s at most: the progress shown is drawn from the same look.
+        self.interval = min(2.0, max(0.2, min(bounds) / 10)) if bounds else 2.0
         self.message: str | None = None
         self.polled = False
         self._stop = threading.Event()
@@ -215,6 +222,8 @@ class _Watchdog:
             if i not in done:
                 raw = _internal_kv_get(_beat_key(ref.task_id().hex()), namespace=_BEAT_NAMESPACE)
                 beats[i] = json.loads(raw) if raw else None
+                if beats[i] and self.shown is not None:
+                    self.shown.beat(i, beats[i].get("line", ""))
         nodes = ray.nodes()
         dead = {n["NodeID"] for n in nodes if not n.get("Alive")}
         verdict = self.watch.observe(time.monotonic(), done, beats, dead)
@@ -264,14 +273,22 @@ def _ray_failure(job: TeacherJob, exc: BaseException) -> TeacherError | None:
     return TeacherError(f"teacher {job.label}: Ray could not run it: {type(exc).__name__}: {text[:300]}")
 
 
-def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[dict]:
+def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print, verbose: bool = False,
+                   live: bool | None = None) -> list[dict]:  # fmt: skip
     """Phase 1: every teacher once, in parallel where the cluster allows; their rows.
 
     The wait is bounded (:class:`TeacherWatch`): a teacher task that Ray does not start
     (no node it fits on, a broken runtime environment, its node died) is a
     :class:`TeacherError` after ``resources.teacher_start_timeout_s``, not a phase 1 that
     waits forever.
+
+    Progress: a live bar per teacher on a terminal (``live``; default: stderr is one and no
+    CI runner says otherwise), else plain lines at most every tenth of a teacher's epochs;
+    ``verbose`` adds every line the tasks print.
     """
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
     import ray  # noqa: PLC0415
 
     if not jobs:
@@ -291,14 +308,17 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[d
             keys = [job.key_for(m) for m in members_of(job.arch)]
         members.append([index[k] for k in keys])
         refs[job.key] = task.remote(
-            job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)),
+            job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)), verbose,
             *[refs[k] for k in keys],
         )  # fmt: skip
     rows = []
     t0 = time.perf_counter()
     watch = TeacherWatch(res.teacher_start_timeout_s, res.teacher_progress_timeout_s, members)
-    with _Watchdog(jobs, list(refs.values()), watch, res) as watchdog:
-        for job, ref in zip(jobs, refs.values(), strict=True):
+    if live is None:
+        live = sys.stderr.isatty() and not os.environ.get("CI")
+    shown = TeacherProgress([job.label for job in jobs], live, progress)
+    with _Watchdog(jobs, list(refs.values()), watch, res, shown) as watchdog:
+        for i, (job, ref) in enumerate(zip(jobs, refs.values(), strict=True)):
             try:
                 row, cached = ray.get(ref)
             except Exception as exc:
@@ -311,7 +331,9 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print) -> list[d
                     ray.cancel(other)
                 raise failure from None
             rows.append(row)
+            shown.finished(i)
             how = "cached" if cached else f"trained in {row['train_seconds']:.1f}s"
             progress(f"  teacher {job.label}: test acc {row['test_acc']:.4f} ({how})")
+    shown.close()
     progress(f"phase 1: {len(jobs)} teachers ready in {time.perf_counter() - t0:.1f}s")
     return rows

@@ -52,7 +52,7 @@ class FakeRay(types.ModuleType):
             def options(self, **_kw):
                 return self
 
-            def remote(self, job, cache_dir, data_root, download, threads, *members):
+            def remote(self, job, cache_dir, data_root, download, threads, verbose, *members):
                 ref = f"ref{len(fake.submitted)}:{job.arch}"
                 fake.submitted.append((job, members))
                 return ref

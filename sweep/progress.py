@@ -1,0 +1,86 @@
+"""Phase 1's progress as a person reads it: drawn by the driver from the teachers' heartbeats.
+
+A teacher task sends each progress line (``epoch k/N ... (Ts, ETA Es)``, ``resuming ...``)
+as its heartbeat (:mod:`sweep.teachers_phase`); the driver's watch reads them every couple
+of seconds and hands them here. So the tasks print nothing (Ray would prefix every line
+with ``(_teacher_task pid=...)`` and colour codes, pipe or not), and what is shown is:
+
+* on a terminal: one live tqdm bar per teacher (epochs done, elapsed, ETA);
+* in a pipe, a file or CI: a plain line when a teacher starts, resumes, and each time it
+  passes another tenth of its epochs, with no escape codes.
+
+``--verbose`` keeps every line of the tasks' own output as well.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+
+_EPOCH = re.compile(r"^epoch (\d+)/(\d+)\b")
+_RESUME = re.compile(r"^resuming \S+ from epoch (\d+)/(\d+)")
+
+
+def parse_epoch(line: str) -> tuple[int, int] | None:
+    """(epochs done, epochs) of a teacher's progress line, or None for another line."""
+    m = _EPOCH.match(line) or _RESUME.match(line)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class TeacherProgress:
+    """The teachers' progress, as bars (``live``) or as plain lines at most every 10%."""
+
+    def __init__(self, labels: list[str], live: bool, write: Callable[[str], None] = print):
+        self.labels, self.live, self.write = labels, live, write
+        self.bars: dict[int, object] = {}
+        self.shown: dict[int, int] = {}  # per teacher: the last tenth of its epochs printed
+        self.lines: dict[int, str] = {}
+
+    def beat(self, i: int, line: str) -> None:
+        """Teacher ``i`` sent ``line`` (called once per new heartbeat)."""
+        if line == self.lines.get(i):
+            return
+        self.lines[i] = line
+        label = self.labels[i]
+        got = parse_epoch(line)
+        if self.live:
+            self._bar(i, label, line, got)
+            return
+        if got is None:
+            if line == "started":
+                self.write(f"  teacher {label}: started")
+            return
+        done, total = got
+        tenth = done * 10 // max(1, total)
+        if line.startswith("resuming"):
+            self.write(f"  teacher {label}: {line}")
+            self.shown[i] = tenth
+        elif tenth > self.shown.get(i, 0):
+            self.shown[i] = tenth
+            self.write(f"  teacher {label}: {line}")
+
+    def _bar(self, i: int, label: str, line: str, got: tuple[int, int] | None) -> None:
+        from tqdm import tqdm  # noqa: PLC0415 - only on a terminal
+
+        bar = self.bars.get(i)
+        if got is None:
+            return
+        done, total = got
+        if bar is None:
+            bar = self.bars[i] = tqdm(total=total, initial=done, desc=f"teacher {label}", unit="epoch",
+                                      position=len(self.bars), file=sys.stderr, leave=True)  # fmt: skip
+        bar.update(done - bar.n)  # type: ignore[attr-defined]
+        eta = re.search(r"ETA (\d+)s", line)
+        acc = re.search(r"test acc ([\d.]+)", line)
+        if acc:
+            bar.set_postfix_str(f"test acc {acc.group(1)}" + (f", ETA {eta.group(1)}s" if eta else ""))  # type: ignore[attr-defined]
+
+    def finished(self, i: int) -> None:
+        bar = self.bars.pop(i, None)
+        if bar is not None:
+            bar.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        for i in list(self.bars):
+            self.finished(i)
