@@ -16,7 +16,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Gate, ParameterVector
 from qiskit.quantum_info import Statevector
 
-from workers.backends.complex_sv import ComplexStatevectorExecutor
+from workers.backends.complex_sv import ComplexStatevectorExecutor, _fuse_pays
 from workers.backends.shift import parameter_shift_jacobian, shift_probabilities
 from workers.usercircuit import SUPPORTED_GATES, CircuitError, compile_circuit, load_user_circuit
 
@@ -138,6 +138,8 @@ def test_fused_and_gate_by_gate_paths_agree():
     batch = ex.probabilities(torch.as_tensor(xs), torch.as_tensor(ws)).numpy()
     single = np.concatenate([ex.run_samples(xs[i : i + 1], ws) for i in range(3)])
     rows = ex.run_angles(uc.angles.numpy(xs, ws))
+    runs = [arg for kind, arg in ex._segments if kind == "run"]
+    assert any(_fuse_pays(64, uc.dim, len(r)) for r in runs) and not any(_fuse_pays(1, uc.dim, len(r)) for r in runs)
     np.testing.assert_allclose(batch[:3], single, atol=1e-13, rtol=0)
     np.testing.assert_allclose(batch, rows, atol=1e-13, rtol=0)
     np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-13)
@@ -356,3 +358,34 @@ def test_wrong_qubit_count_and_bad_reference():
         load_user_circuit("no_colon_here", 2)
     with pytest.raises(CircuitError, match="'θ\\[0\\]' is not an element of a ParameterVector named 'x'"):
         load_user_circuit("qiskit.circuit.library:real_amplitudes", 2)  # its vector is named θ
+
+
+def test_single_precision_is_close():
+    """complex64 (meant for a GPU) agrees with complex128 to single precision."""
+    uc = compile_circuit(gradient_circuit(), 3)
+    xs, ws = np.random.default_rng(8).uniform(-2, 2, (6, 3)), np.linspace(-1, 1, 10)
+    single = ComplexStatevectorExecutor(uc, single=True)
+    assert single.dtype == torch.complex64
+    got = single.probabilities(torch.as_tensor(xs), torch.as_tensor(ws))
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), ours(uc, xs, ws), atol=1e-5, rtol=0)
+
+
+def test_aer_runs_the_circuit_as_written():
+    """The Qiskit side: the user's circuit with every qubit measured, transpiled once, a batch
+    bound at run time, reads the executor's distribution within sampling error."""
+    from qiskit import transpile
+    from qiskit_aer import AerSimulator
+
+    uc = compile_circuit(library_circuit("efficient_su2", 2), 2)
+    rng = np.random.default_rng(9)
+    xs, ws = rng.uniform(0, np.pi, (3, uc.n_x)), rng.uniform(-np.pi, np.pi, uc.n_weights)
+    sim = AerSimulator(seed_simulator=1)
+    qc = transpile(uc.aer_circuit(), sim, optimization_level=0)
+    shots = 20000
+    result = sim.run(qc, parameter_binds=[uc.aer_binds(xs, ws)], shots=shots).result()
+    want = ours(uc, xs, ws)
+    for i in range(len(xs)):
+        counts = result.get_counts(i)
+        freq = np.array([counts.get(format(k, "02b"), 0) for k in range(4)]) / shots
+        assert np.abs(freq - want[i]).max() < 0.02  # 4.5 standard errors at p = 1/2

@@ -196,6 +196,31 @@ def _fuse_pays(rows: int, dim: int, n_items: int) -> bool:
     return rows >= dim and n_items > 1 and rows * dim * n_items >= dim * dim * n_items + rows * dim * dim // 4
 
 
+def _data_first(gates, data_slots: set[int]) -> list:
+    """The gates reordered so that sample-dependent ones run as early as they can.
+
+    Gates on disjoint qubits commute, so any order that keeps each qubit's gates in
+    their order is the same circuit. Transpiling interleaves an encoding layer with the
+    ansatz's first gates qubit by qubit; taking every ready data gate before any ready
+    weight gate leaves the weight gates in long runs, which :func:`_fuse_pays` builds
+    into one matrix for the batch.
+    """
+    last: dict[int, int] = {}
+    deps: list[set[int]] = []
+    for i, g in enumerate(gates):
+        deps.append({last[q] for q in g.qubits if q in last})
+        last.update({q: i for q in g.qubits})
+    done: set[int] = set()
+    order: list = []
+    while len(order) < len(gates):
+        ready = [i for i in range(len(gates)) if i not in done and deps[i] <= done]
+        data = [i for i in ready if data_slots & set(gates[i].slots)]
+        pick = data[0] if data else ready[0]
+        done.add(pick)
+        order.append(gates[pick])
+    return order
+
+
 class ComplexStatevectorExecutor:
     """Exact, batched torch simulation of a :class:`UserCircuit`; ``device`` cpu or cuda."""
 
@@ -210,7 +235,7 @@ class ComplexStatevectorExecutor:
         gates = get_standard_gate_name_mapping()
         matrices = {g: np.asarray(gates[g].to_matrix()) for g, (_, k) in SUPPORTED_GATES.items() if k == 0}
         items: list = []
-        for g in circuit.gates:
+        for g in _data_first(circuit.gates, set(circuit.angles.data_slots.tolist())):
             items += _gate_items(g.name, g.qubits, g.slots, dim, matrices)
         items = _merge_consts(items, dim)
         #: Real amplitudes suffice (every gate real): float64 instead of complex128.
@@ -245,8 +270,8 @@ class ComplexStatevectorExecutor:
             terms = [(t(c), t(p)) for c, p in item.terms] if item.terms is not None else None
             return _Const(terms, t(item.dense))
         if isinstance(item, _Rot):
-            return _Rot(item.slot, t(item.perm), t(item.ph), t(item.mask, self.rdtype), t(item.keep, self.rdtype))
-        return _Phase(item.slot, t(item.mask, self.rdtype), t(item.keep, self.rdtype))
+            return _Rot(item.slot, t(item.perm), t(item.ph), t(item.mask), t(item.keep))
+        return _Phase(item.slot, t(item.mask), t(item.keep))
 
     # ------------------------------------------------------------------ applying
     @staticmethod
@@ -263,7 +288,7 @@ class ComplexStatevectorExecutor:
             c, s = coef[item.slot][:2]
             moved = state if item.perm is None else torch.index_select(state, -1, item.perm)
             cos = c if item.mask is None else item.keep + item.mask * c
-            return state * cos + (moved * item.ph) * s
+            return torch.addcmul(state * cos, moved, item.ph * s)
         e = coef[item.slot][2]
         return state * (item.keep + item.mask * e)
 
@@ -272,7 +297,9 @@ class ComplexStatevectorExecutor:
         if angles.numel() == 0:
             return {}
         half = angles * 0.5
-        c, s = torch.cos(half), torch.sin(half)
+        # In the amplitudes' dtype from the start: one conversion here, not one per gate
+        # (a real factor times a complex state costs a copy forward and backward).
+        c, s = torch.cos(half).to(self.dtype), torch.sin(half).to(self.dtype)
         e = torch.complex(torch.cos(angles), torch.sin(angles)).to(self.dtype) if self._phase else None
         if column:
             c, s = c.unsqueeze(-1), s.unsqueeze(-1)
