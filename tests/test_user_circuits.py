@@ -145,6 +145,25 @@ def test_fused_and_gate_by_gate_paths_agree():
     np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-13)
 
 
+def test_encoding_runs_first_and_the_ansatz_is_one_run():
+    """Transpiling interleaves Ry(x[k]) with the ansatz's first gates; the executor moves the data
+    gates (which commute with the weight gates on other qubits) first, leaving one run to fuse."""
+    from qiskit.circuit.library import efficient_su2
+
+    x, ansatz = ParameterVector("x", 4), efficient_su2(4, reps=2)
+    w = ParameterVector("w", ansatz.num_parameters)
+    qc = QuantumCircuit(4)
+    for k in range(4):
+        qc.ry(x[k], k)
+    uc = compile_circuit(qc.compose(ansatz.assign_parameters(dict(zip(ansatz.parameters, w, strict=True)))), 4)
+    data = set(uc.angles.data_slots.tolist())
+    assert uc.gates[0].slots[0] in data and uc.gates[1].slots[0] not in data  # x[0], then the ansatz's ry
+    ex = ComplexStatevectorExecutor(uc)
+    assert [kind for kind, _ in ex._segments] == ["data"] * 4 + ["run"]
+    xs, ws = np.random.default_rng(12).uniform(-2, 2, (3, 4)), np.linspace(-2, 2, uc.n_weights)
+    np.testing.assert_allclose(ours(uc, xs, ws), reference(uc, xs, ws), atol=1e-10, rtol=0)
+
+
 def test_slot_circuit_is_the_description():
     """The description, rebuilt as Qiskit gates over slot parameters, prepares the user's state:
     the compile lost nothing (and Aer can run shifted rows of slot angles on it)."""
@@ -325,6 +344,10 @@ def bad(kind: str):
         qc.rz(ParameterVector("v", 2)[1], 1)
     elif kind == "not-a-circuit":
         return lambda n: 42
+    elif kind == "if-else":
+        qc.measure_all()
+        with qc.if_test((qc.clbits[0], 1)):
+            qc.x(1)
     elif kind == "mid-measure":
         qc.measure_all()
         qc.h(0)
@@ -341,6 +364,7 @@ def bad(kind: str):
         ("other-vector", "parameter 'v[1]' is not an element"),
         ("not-a-circuit", "returned int, not a qiskit.QuantumCircuit"),
         ("mid-measure", "gate 'h' after a measurement"),
+        ("if-else", "instruction 'if_else': classical control flow is not supported"),
     ],
 )
 def test_bad_circuits_say_what_is_wrong(kind, words):

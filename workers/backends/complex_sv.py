@@ -35,6 +35,7 @@ gates before the first data-dependent one run on a single state, broadcast after
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,19 +206,27 @@ def _data_first(gates, data_slots: set[int]) -> list:
     weight gate leaves the weight gates in long runs, which :func:`_fuse_pays` builds
     into one matrix for the batch.
     """
+    succ: list[list[int]] = [[] for _ in gates]
+    waiting = [0] * len(gates)  # predecessors not yet placed
     last: dict[int, int] = {}
-    deps: list[set[int]] = []
     for i, g in enumerate(gates):
-        deps.append({last[q] for q in g.qubits if q in last})
+        for p in {last[q] for q in g.qubits if q in last}:
+            succ[p].append(i)
+            waiting[i] += 1
         last.update({q: i for q in g.qubits})
-    done: set[int] = set()
+    is_data = [bool(data_slots & set(g.slots)) for g in gates]
+    ready: tuple[list[int], list[int]] = ([], [])  # (weight gates, data gates), heaps of indices
+    for i, n in enumerate(waiting):
+        if n == 0:
+            heapq.heappush(ready[is_data[i]], i)
     order: list = []
-    while len(order) < len(gates):
-        ready = [i for i in range(len(gates)) if i not in done and deps[i] <= done]
-        data = [i for i in ready if data_slots & set(gates[i].slots)]
-        pick = data[0] if data else ready[0]
-        done.add(pick)
-        order.append(gates[pick])
+    while ready[0] or ready[1]:
+        i = heapq.heappop(ready[1] if ready[1] else ready[0])
+        order.append(gates[i])
+        for j in succ[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready[is_data[j]], j)
     return order
 
 
@@ -332,9 +341,11 @@ class ComplexStatevectorExecutor:
                 f"{self.circuit.name}: x is (B, {self.circuit.n_x}) and w ({self.circuit.n_weights},);"
                 f" got {tuple(x.shape)} and {tuple(w.shape)}"
             )
+        if len(x) == 0:
+            return torch.zeros(0, self.circuit.dim, dtype=self.rdtype, device=self.device)
         angles = self.circuit.angles.torch(x, w)  # (B, slots)
         coef = self._coefficients(angles.index_select(1, self._data_slots), self.circuit.angles.data_slots, True)
-        shared = angles[0].index_select(0, self._shared_slots) if len(x) else angles.new_zeros(0)
+        shared = angles[0].index_select(0, self._shared_slots)
         coef.update(self._coefficients(shared, self.circuit.angles.shared_slots, False))
         dim = self.circuit.dim
         state = self._initial()
@@ -357,6 +368,10 @@ class ComplexStatevectorExecutor:
         runs (:mod:`workers.backends.shift`), every row its own angles. No gradient."""
         with torch.no_grad():
             a = torch.as_tensor(np.asarray(angles), dtype=self.rdtype, device=self.device)
+            if a.ndim != 2 or a.shape[1] != self.circuit.n_slots:
+                raise ValueError(
+                    f"{self.circuit.name}: angle rows are (R, {self.circuit.n_slots}); got {tuple(a.shape)}"
+                )
             coef = self._coefficients(a, range(a.shape[1]), True)
             state = self._initial()
             for item in self._items:
