@@ -9,6 +9,8 @@ import pandas as pd
 
 from sweep.results import EPOCHS, TRIALS
 from sweep.tables.common import CELL, CSV_NUMBERS, PANEL_TITLE_WIDTH, TABLE, VARIANT, _Report, _Table
+from sweep.tables.confounds import confounded
+from sweep.tables.confounds import notes as confound_notes
 from sweep.tables.labels import (
     _architecture,
     _dataset_label,
@@ -54,6 +56,9 @@ def _build(results_dir: str | Path | Location) -> _Report:
     table_keys = sorted(
         rows.set_index(TABLE).index.unique(), key=lambda k: (known.index(k[0]) if k[0] in known else 99, k)
     )
+    found = confounded(rows, setting_values, settings, lambda s: _on_test(setting_values, s))
+    joined = found.groupby("row")["fields"].agg("; ".join).to_dict()
+    rows["confounded"] = [joined.get(i, "") for i in rows.index]
     tables = []
     for ds, setting in table_keys:
         sub = rows[(rows["dataset"] == ds) & (rows["setting"] == setting)]
@@ -64,6 +69,7 @@ def _build(results_dir: str | Path | Location) -> _Report:
             title += " [best epoch chosen ON THE TEST SPLIT: replicates the paper, biased upwards]"
         tables.append(_Table(title, sub, _table_notes(sub, excluded, ds, setting, setting_values, settings)))
         tables[-1].notes += [n for k, n in teacher_notes if k == (ds, setting)]
+        tables[-1].notes += confound_notes(found, rows, sub.index)
         rows.loc[sub.index, "table"] = title
 
     listed = set(table_keys)
@@ -143,7 +149,8 @@ def _table_notes(sub, excluded, ds, setting, setting_values, settings) -> list[s
 
 def _csv_frame(rows: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     first = ["table", "category", "architecture", "dataset_label", "dataset", "classes", "n_classes", "qubits"]
-    cols = [*first, *VARIANT, *settings, *CSV_NUMBERS, *[c for c in ("val_mean", "val_std", "n_params") if c in rows]]
+    extra = [c for c in ("val_mean", "val_std", "n_params", "confounded") if c in rows]
+    cols = [*first, *VARIANT, *settings, *CSV_NUMBERS, *extra]
     counts = ["n_classes", "qubits", "n", "baseline_n", "n_pairs", "n_teachers"]  # NaN where a row has none
     counts += ["n_params"] if "n_params" in rows else []
     return rows[cols].astype(dict.fromkeys(counts, "Int64")).reset_index(drop=True)
