@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sweep import bench
 from workers.config import FIELD_CHOICES, FIELD_HELP, TEACHER_HELP, ConfigError, TeacherSettings, TrialConfig
-from workers.io import DataError, StorageError
+from workers.io import DataError, StorageError, location
 
 EXIT_BAD_INPUT = 2
 #: 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe.
@@ -165,12 +165,27 @@ class _Bars:
             bar.close()
 
 
+def _check_outputs(out: Path, cache_dir: str) -> None:
+    """``--out`` and the teacher cache (``cache_dir``, DIR/cache unless given) before the trial
+    runs: one that is a file, lies under a file or cannot be written is one line now, not a
+    traceback once the student has trained."""
+    from sweep.preflight import check_creatable  # noqa: PLC0415 (sweep.spec's imports, only for a trial)
+
+    check_creatable(location(out), "--out")
+    try:
+        cache = location(cache_dir)
+    except StorageError as exc:  # a URI no file system takes
+        raise StorageError(f"cache_dir: {exc}") from None
+    check_creatable(cache, "cache_dir")
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
     from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
     from workers.trial import run_trial  # noqa: PLC0415
 
     cfg = _config(args)
     out = Path(args.out)
+    _check_outputs(out, cfg.cache_dir)
     bars = _Bars(enabled=not args.quiet and _interactive())
 
     def progress(r: dict) -> None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from sweep.grid import TeacherJob
 from sweep.lock import SweepLock
 from sweep.plan import FINISHED, finished_hashes, plan, select
-from sweep.preflight import check_creatable, check_resources, check_writable, preflight
+from sweep.preflight import check_caches, check_creatable, check_resources, check_writable, preflight
 from sweep.ray_env import connect, loopback_only
 from sweep.recorder import Recorder
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, compact, remove_table
@@ -132,6 +132,7 @@ def run_sweep(
         return summary
     preflight(pending)
     check_creatable(results_dir)  # before Ray starts; check_writable below probes for real
+    check_caches(pending)  # after the results root: the cache is under it unless paths.cache says otherwise
     tracking_callbacks(spec)  # a missing extra is one line before anything runs
     local = not (address or os.environ.get("RAY_ADDRESS"))
     jobs = grid.teacher_jobs(pending)

@@ -2,9 +2,10 @@
 
 Each failure is one line naming the field or file (a :class:`~sweep.spec.SpecError`
 or a :class:`~workers.io.StorageError`, exit 2) before a teacher trains or a row is
-written: missing data files or too few samples (:func:`preflight`, before Ray
-starts), a task no node of the Ray can hold (:func:`check_resources`), a results
-root that cannot be written (:func:`check_writable`).
+written: missing or damaged data files or too few samples (:func:`preflight`, before Ray
+starts), a results root or teacher cache that cannot be made (:func:`check_creatable`,
+:func:`check_caches`, before Ray starts), a task no node of the Ray can hold
+(:func:`check_resources`), a results root that cannot be written (:func:`check_writable`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import os
 
 from sweep.spec import Resources, SpecError
 from workers.config import TrialConfig
-from workers.io import Location, StorageError
+from workers.io import Location, StorageError, location
 
 
 def preflight(trials: list[TrialConfig]) -> None:
     """Load every dataset and draw every split the trials need, before Ray starts:
-    missing files or too few samples are one line and exit 2, not a failed trial.
+    missing or damaged files or too few samples are one line and exit 2, not a failed trial.
     The splits come from the function the trial itself draws them with."""
     from workers.trial import trial_data  # noqa: PLC0415 (torch, only when a sweep runs)
 
@@ -63,18 +64,37 @@ def check_resources(res: Resources, teachers: bool, local: bool, progress=print)
         progress(f"warning: resources.{name}: {what}; {wait}")
 
 
-def check_creatable(d: Location) -> None:
-    """What ``validate`` can tell without writing: a local results root whose nearest existing
-    folder is a file, or not writable, is one line (``check_writable`` probes for real)."""
+def check_creatable(d: Location, field: str = "paths.results") -> None:
+    """What can be told without writing: a local folder (the results root, the teacher cache,
+    a trial's --out; ``field`` names it) whose nearest existing folder is a file, or not
+    writable, is one line before anything runs (``check_writable`` probes for real)."""
     if not d.is_local:
         return
-    path = d.local_path
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    if not path.is_dir():
-        raise StorageError(f"paths.results: cannot write to {d}: {path} is not a folder")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StorageError(f"paths.results: cannot write to {d}: {path} is not writable")
+    if "\x00" in d.path:  # Path.exists() says False, and the write would fail
+        raise StorageError(f"{field}: cannot write to {d}: a path cannot hold a NUL character")
+    try:
+        path = d.local_path
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        if not path.is_dir():
+            raise StorageError(f"{field}: cannot write to {d}: {path} is not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StorageError(f"{field}: cannot write to {d}: {path} is not writable")
+    except (OSError, ValueError) as exc:  # a folder the system will not stat; a name it refuses
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"{field}: cannot write to {d}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def check_caches(trials: list[TrialConfig]) -> None:
+    """The teacher caches the trials name (a spec's paths.cache), as :func:`check_creatable`
+    checks the results root: a teacher would otherwise train for minutes, then fail to keep it."""
+    for cache in sorted({cfg.cache_dir for cfg in trials if cfg.cache_dir}):
+        try:
+            where = location(cache)
+        except StorageError as exc:  # a URI no file system takes
+            raise StorageError(f"paths.cache: {exc}") from None
+        check_creatable(where, "paths.cache")
 
 
 def check_writable(d: Location) -> None:

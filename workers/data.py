@@ -10,6 +10,10 @@
   through torchvision's ``CIFAR10``: the python batches under
   ``<root>/cifar-10-batches-py``, each checked against its published MD5.
 
+A damaged or partly downloaded file (truncated, compressed under its raw name, a folder
+in its place) is one line naming it and what is wrong: :mod:`workers.datafiles` checks the
+IDX files before torchvision parses them, and names the CIFAR10 batch that fails.
+
 Every dataset is one entry of :data:`LOADERS` and one of ``workers.config.DATASETS``
 (its image shape, its label, its default samples per class); the models take their
 input shape from there.
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workers import datafiles
 from workers.config import DATASETS, DatasetKind
 from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
 
@@ -135,8 +140,12 @@ def _idx(name: str):
         import torchvision  # noqa: PLC0415 (slow import, only for the real datasets)
 
         cls = getattr(torchvision.datasets, _TORCHVISION[name])
-        _fetch(name, Path(root) / _TORCHVISION[name] / "raw", IDX_FILES, download,
+        folder = Path(root) / _TORCHVISION[name] / "raw"
+        datafiles.check_places(folder, IDX_FILES)
+        _fetch(name, folder, IDX_FILES, download,
                lambda: (cls(root, train=True, download=True), cls(root, train=False, download=True)))  # fmt: skip
+        for images, labels in (IDX_FILES[:2], IDX_FILES[2:]):  # before torchvision parses them
+            datafiles.check_idx_split(folder / images, folder / labels, DATASETS[name].shape[1:])
         out = []
         for train in (True, False):
             ds = cls(root, train=train, download=False)
@@ -155,19 +164,17 @@ def _cifar10(colour: bool):
         import torchvision  # noqa: PLC0415 (slow import, only for the real datasets)
 
         cls = torchvision.datasets.CIFAR10
-        _fetch("cifar10", Path(root) / _CIFAR_FOLDER, _CIFAR_FILES, download,
-               lambda: cls(root, train=True, download=True))  # fmt: skip
+        folder = Path(root) / _CIFAR_FOLDER
+        datafiles.check_places(folder, _CIFAR_FILES)
+        _fetch("cifar10", folder, _CIFAR_FILES, download, lambda: cls(root, train=True, download=True))
         out = []
         for train in (True, False):
-            try:
-                ds = cls(root, train=train, download=False)
-            except RuntimeError as exc:  # torchvision: a file that fails its MD5
-                raise DataError(f"data_root: CIFAR10 under {Path(root) / _CIFAR_FOLDER}: {exc}") from None
-            x = np.asarray(ds.data, dtype=np.float32).transpose(0, 3, 1, 2) / 255.0  # N x 3 x 32 x 32
+            pixels, labels = datafiles.read_cifar(cls, root, train, folder)  # a damaged batch: one line
+            x = np.asarray(pixels, dtype=np.float32).transpose(0, 3, 1, 2) / 255.0  # N x 3 x 32 x 32
             if not colour:
                 x = np.tensordot(np.asarray(LUMA, dtype=np.float32), x, axes=([0], [1]))  # N x 32 x 32
             out.append(np.ascontiguousarray(x))
-            out.append(np.asarray(ds.targets, dtype=np.int64))
+            out.append(labels)
         return tuple(out)
 
     return load
