@@ -95,7 +95,8 @@ BACKENDS = ("aer", "statevector")
 GRADIENTS = ("autograd", "parameter-shift")
 #: Where the torch statevector executor runs.
 DEVICES = ("cpu", "cuda")
-REDUCTIONS = ("fc", "avgpool", "maxpool", "crop", "pca")
+#: Reductions of an image to features; ``cnn`` (the notebooks' CNN) is the circuit student's only.
+REDUCTIONS = ("fc", "avgpool", "maxpool", "crop", "pca", "cnn")
 ANSATZE = ("paper", "h-ry", "ry", "hea")
 HEADS = ("linear", "log", "sigmoid-pair", "softmax-freqs")
 KD_FORMS = ("hinton", "convex", "additive")
@@ -187,6 +188,8 @@ class StudentKind:
     #: The circuit's name in result rows when the kind fixes it (else the ansatz).
     fixed_circuit: str = ""
     description: str = ""
+    #: Whether it runs the user's circuit the ``circuit`` field names (its ansatz column is that reference).
+    user_circuit: bool = False
 
 
 STUDENT_KINDS: Registry = Registry()
@@ -203,6 +206,10 @@ for _kind in (
                     "the amplitude student with a classical layer 2^Q -> 2^Q and a softmax in place of "
                     "the circuit: the same reduction and head, its parameter count within a few percent "
                     "of the quantum student's"),
+        StudentKind("circuit", True, "linear", True, "",
+                    "a user's Qiskit circuit (circuit: PKG.MODULE:CALLABLE): the reduction to len(x) features "
+                    "and pi*tanh, or reduction cnn (the notebooks' CNN), then the circuit and the head",
+                    user_circuit=True),
 ):  # fmt: skip
     STUDENT_KINDS.add(_kind)
 STUDENTS = STUDENT_KINDS
@@ -402,6 +409,8 @@ class TrialConfig:
     seed: int = 0
     #: The student kind (STUDENT_KINDS): what turns an image into class scores.
     student: str = "amplitude"
+    #: The user's circuit of ``student: circuit``, ``PKG.MODULE:CALLABLE`` (workers.usercircuit).
+    circuit: str = ""
     backend: str = "aer"
     #: ``None``: the backend's default (Aer: the paper's 5000; statevector: exact).
     #: ``0``: exact probabilities.
@@ -489,6 +498,8 @@ class TrialConfig:
     @property
     def effective_ansatz(self) -> str:
         """``paper`` reads as the paper's circuit for the qubit count (see circuits)."""
+        if self.kind.user_circuit:
+            return self.circuit
         if self.kind.fixed_circuit or not self.kind.uses_reduction:
             return self.kind.fixed_circuit
         if self.ansatz != "paper":
@@ -497,6 +508,8 @@ class TrialConfig:
 
     @property
     def effective_head(self) -> str:
+        if self.head is None and self.kind.user_circuit and self.reduction == "cnn":
+            return "sigmoid-pair"  # the notebooks' front-end takes the notebooks' head, as cnn-angle does
         return self.head or self.kind.default_head
 
     @property
@@ -594,6 +607,18 @@ class TrialConfig:
                 raise ConfigError("ansatz", f"the {self.student} student's circuit is fixed; leave it unset")
         elif kind.fixed_circuit and self.ansatz != "paper":
             raise ConfigError("ansatz", f"the {self.student} student runs no circuit; leave it unset")
+        elif kind.user_circuit and self.ansatz != "paper":
+            raise ConfigError("ansatz", f"the {self.student} student runs the circuit the field circuit names; "
+                              "leave ansatz unset")  # fmt: skip
+        if self.reduction == "cnn" and not kind.user_circuit:
+            raise ConfigError("reduction", f"cnn is the circuit student's front-end, not the {self.student} student's")
+        if not isinstance(self.circuit, str):
+            raise ConfigError("circuit", f"must be a PKG.MODULE:CALLABLE reference, got {self.circuit!r}")
+        if self.circuit and not kind.user_circuit:
+            raise ConfigError("circuit", f"only the circuit student runs a user circuit, not the {self.student} "
+                              "student; leave it unset")  # fmt: skip
+        if kind.user_circuit and not self.circuit:
+            raise ConfigError("circuit", "the circuit student needs a reference PKG.MODULE:CALLABLE to its circuit")
         labels = self.class_labels  # raises with the field name
         positive_int("qubits", self.qubits, 2)
         if self.qubits > 10:  # before 2**qubits, which for 10**15 qubits would not finish
@@ -604,6 +629,8 @@ class TrialConfig:
                 f"{self.qubits} qubits give {2**self.qubits} basis states, "
                 f"fewer than the {len(labels)} classes in {self.classes!r}",
             )
+        if kind.user_circuit:
+            user_circuit(self.circuit, self.qubits)  # compiled once per (reference, qubits) and process
         if not isinstance(self.temperature, int | float) or self.temperature <= 0:
             raise ConfigError("temperature", f"must be > 0, got {self.temperature!r}")
         if not isinstance(self.lam, int | float) or not 0 <= self.lam <= 1:
@@ -632,6 +659,11 @@ class TrialConfig:
                 )
         if self.shift_rule != "exact" and self.effective_gradient != "parameter-shift":
             raise ConfigError("shift_rule", "applies to parameter-shift gradients only (set gradient parameter-shift)")
+        if self.shift_rule != "exact" and kind.user_circuit:
+            raise ConfigError("shift_rule", f"a user circuit takes each gate's exact rule, not {self.shift_rule!r}")
+        if kind.user_circuit and (self.noise is not None or self.test_noise not in (None, NO_NOISE)):
+            raise ConfigError("noise" if self.noise is not None else "test_noise",
+                              "noise models do not run user circuits yet (student circuit)")  # fmt: skip
         choice("device", DEVICES)
         if self.device != "cpu" and (self.backend != "statevector" or not kind.quantum):
             raise ConfigError("device", "only the statevector backend runs on a GPU (aer: qiskit-aer-gpu, see docs)")
@@ -750,6 +782,8 @@ FIELD_HELP: dict[str, str] = {
     "kd_defect": "reproduce a released notebook's broken distillation term by name",
     "seed": "data, initialization, dropout, batch order and shots all derive from it",
     "student": "; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values()),
+    "circuit": "the circuit student's circuit, PKG.MODULE:CALLABLE: called with the qubit count, it returns a "
+    "qiskit.QuantumCircuit over ParameterVectors x (data) and w (weights); see README",
     "backend": "simulator: aer (Qiskit Aer), or statevector (torch; exact, or sampled with shots)",
     "shots": "shots per circuit; 0 = exact probabilities (default: 5000 on aer, exact on statevector)",
     "noise": "Aer noise model: depolarizing:P1[,P2], or an IBM device's calibration, fake:NAME (e.g. fake:manila)",
@@ -769,7 +803,8 @@ FIELD_HELP: dict[str, str] = {
     "selection": "student samples per class: random (by seed) or the first N in split order (the notebooks)",
     "normalize": "normalize images by the training split's mean/std (off: pixels in [0, 1], the notebooks)",
     "report_epoch": "the epoch a row reports; best_test selects on the test split (only to replicate the paper)",
-    "reduction": "the amplitude student's reduction to 2^Q features (default fc)",
+    "reduction": "the amplitude student's reduction to 2^Q features (default fc); the circuit student's to "
+    "len(x) features, or cnn (the notebooks' CNN)",
     "ansatz": "the amplitude student's circuit; paper = h-ry on 3 qubits, ry otherwise",
     "layers": "layers of the hea ansatz",
     "head": "probabilities -> scores (workers.student; default linear, sigmoid-pair for the CNN students)",
@@ -812,7 +847,45 @@ _LATER_FIELDS: dict[str, tuple] = {
     "kd_defect": ("none", None),
     "test_noise": (None,),
     "noise_scale": (1.0,),
+    "circuit": ("",),
 }
 
 #: The initial logit scale of the heads that have one (see workers.student).
 DEFAULT_HEAD_SCALE = {"linear": 10.0, "log": 1.0}
+
+
+@functools.lru_cache(maxsize=64)
+def user_circuit(ref: str, n_qubits: int):
+    """The circuit ``ref`` names for ``n_qubits``, compiled once per process
+    (:func:`workers.usercircuit.load_user_circuit`): validation compiles it, so that a bad
+    reference is one line naming the field before anything runs, and a grid's points and the
+    student that runs it take the same compiled circuit. Anything the user's code raises
+    (importing the module, calling the callable) is one line: the error's last line."""
+    from workers.usercircuit import CircuitError, compile_circuit, resolve  # noqa: PLC0415 - sympy, torch
+
+    def last_line(exc: BaseException) -> str:
+        text = (str(exc).strip().splitlines() or [""])[-1].strip()
+        return type(exc).__name__ + (f": {text}" if text else "")
+
+    try:
+        try:
+            fn = resolve(ref)
+        except CircuitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's module: whatever its import raises, in one line
+            raise CircuitError(f"{ref!r} cannot be imported: {last_line(exc)}") from None
+        try:
+            qc = fn(n_qubits)
+        except Exception as exc:  # noqa: BLE001 - the user's callable, likewise
+            raise CircuitError(f"{ref}(n_qubits={n_qubits}) raised {last_line(exc)}") from None
+        try:
+            return compile_circuit(qc, n_qubits, name=ref)
+        except CircuitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a circuit Qiskit itself cannot transpile, say
+            raise CircuitError(f"{ref} returned a circuit that cannot be compiled: {last_line(exc)}") from None
+    except CircuitError as exc:
+        message = str(exc).removeprefix("circuit: ")
+    if ref not in message:
+        message = f"{ref}: {message}"
+    raise ConfigError("circuit", " ".join(message.split()))

@@ -61,7 +61,7 @@ from torch import nn
 
 from workers.backends import make_backend
 from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
-from workers.config import DATASETS, DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig
+from workers.config import DATASETS, DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig, user_circuit
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -70,16 +70,23 @@ def grid_shape(n_qubits: int) -> tuple[int, int]:
     return h, 2**n_qubits // h
 
 
+def feature_grid(n: int) -> tuple[int, int]:
+    """An h x w grid with h*w = n, as square as possible (``grid_shape`` for a power of two)."""
+    h = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    return h, n // h
+
+
 class Reduction(nn.Module):
-    """Image batch (B x C x H x W, 1 x 28 x 28 for MNIST) to 2**Q features. Pooling and
-    cropping see a colour image's channel mean; fc and pca see every channel."""
+    """Image batch (B x C x H x W, 1 x 28 x 28 for MNIST) to 2**Q features (``n_features``
+    when given: the circuit student's len(x)). Pooling and cropping see a colour image's
+    channel mean; fc and pca see every channel."""
 
     def __init__(self, kind: str, n_qubits: int, train_images: torch.Tensor | None = None, seed: int = 0,
-                 shape: tuple[int, ...] = (1, 28, 28)):  # fmt: skip
+                 shape: tuple[int, ...] = (1, 28, 28), n_features: int | None = None):  # fmt: skip
         super().__init__()
         self.kind = kind
-        dim = 2**n_qubits
-        self.grid = grid_shape(n_qubits)
+        dim = n_features or 2**n_qubits
+        self.grid = grid_shape(n_qubits) if n_features is None else feature_grid(n_features)
         if kind == "fc":
             self.fc = nn.Linear(math.prod(shape), dim)
         elif kind == "avgpool":
@@ -240,6 +247,39 @@ class AngleStudent(_Student):
         return self.backend.probabilities(self.cnn(images).to(torch.float64), self.weights)
 
 
+class CircuitStudent(_Student):
+    """``circuit``: an encoder to len(x) angles, the user's circuit on a backend, the head.
+
+    The encoder is a :class:`Reduction` followed by pi*tanh, or (``reduction: cnn``) the
+    notebooks' :class:`AngleCNN`, which ends in pi*tanh itself; the weights ``w`` start
+    uniform over a full turn, as the amplitude student's do (none when the circuit has none).
+    """
+
+    def __init__(self, circuit, backend, n_classes: int, encoder: nn.Module, head: str = "linear",
+                 generator: torch.Generator | None = None, **head_kw):  # fmt: skip
+        super().__init__()
+        if n_classes > circuit.dim:
+            raise ValueError(f"{n_classes} classes need more than {circuit.n_qubits} qubits")
+        self.circuit, self.backend, self.n_classes = circuit, backend, n_classes
+        self.encoder = encoder
+        if circuit.n_weights:
+            w = torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 2 * math.pi
+            self.weights = nn.Parameter(w)
+        else:
+            self.register_buffer("weights", torch.zeros(0, dtype=torch.float64))
+        self.head = Head(head, n_classes, **head_kw)
+
+    def angles(self, images: torch.Tensor) -> torch.Tensor:
+        """The circuit's ``x`` (B x len(x)), float64."""
+        x = self.encoder(images)
+        if isinstance(self.encoder, Reduction):
+            x = math.pi * torch.tanh(x)
+        return x.to(torch.float64)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backend.probabilities(self.angles(images), self.weights)
+
+
 class ClassicalControl(_Student):
     """``cnn-classical``: the same CNN angles, a linear layer Q -> 2**Q and a softmax."""
 
@@ -319,6 +359,19 @@ def _cnn_angle(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_see
     return AngleStudent(circuit, backend, cfg.n_classes, cfg.head, shape=_shape(cfg), **_head_kw(cfg))
 
 
+def _circuit(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
+    circuit = user_circuit(cfg.circuit, cfg.qubits)  # compiled once, when the config was validated
+    backend = _backend(cfg, circuit, shot_seed)
+    if cfg.reduction == "cnn":
+        encoder = AngleCNN(circuit.n_x, shape=_shape(cfg))
+    else:
+        encoder = Reduction(
+            cfg.reduction, cfg.qubits, train_images, seed=seed, shape=_shape(cfg), n_features=circuit.n_x
+        )
+    return CircuitStudent(circuit, backend, cfg.n_classes, encoder, cfg.head,
+                          generator=torch.Generator().manual_seed(seed), **_head_kw(cfg))  # fmt: skip
+
+
 def _cnn_classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_seed: int) -> _Student:
     return ClassicalControl(cfg.qubits, cfg.n_classes, cfg.head, shape=_shape(cfg), **_head_kw(cfg))
 
@@ -331,7 +384,7 @@ def _classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_see
 #: Student kind -> builder(resolved config, training images, init seed, shot seed).
 #: A new kind is one entry here and one in workers.config.STUDENT_KINDS.
 BUILDERS = {"amplitude": _amplitude, "cnn-angle": _cnn_angle, "cnn-classical": _cnn_classical,
-            "classical": _classical}  # fmt: skip
+            "classical": _classical, "circuit": _circuit}  # fmt: skip
 assert set(BUILDERS) == set(STUDENT_KINDS), "every student kind needs a builder"
 
 

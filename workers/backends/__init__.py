@@ -158,7 +158,12 @@ def make_backend(
 ) -> Backend:
     """The backend a (resolved) config names: executor ``name``, ``shots`` (0: exact) drawn
     from ``seed``, ``gradient`` (None: :func:`default_gradient`), ``noise`` with its error
-    rates times ``noise_scale`` (:mod:`workers.backends.noise`)."""
+    rates times ``noise_scale`` (:mod:`workers.backends.noise`). A user's circuit
+    (:class:`~workers.usercircuit.UserCircuit`) gets :mod:`workers.backends.user`'s backend."""
+    if not isinstance(circuit, Circuit):  # a user circuit: its module is imported only then
+        from workers.backends.user import make_user_backend  # noqa: PLC0415
+
+        return make_user_backend(name, circuit, shots, noise, seed, shift_rule, gradient, device, **executor_kw)
     if name not in EXECUTORS:
         raise ValueError(f"backend: unknown backend {name!r}; choose one of {list(EXECUTORS)}")
     if name == "aer":
