@@ -133,6 +133,29 @@ def test_the_field_keeps_every_earlier_hash_and_is_an_option_and_an_axis(user_mo
     assert (args.student, args.circuit, args.reduction) == ("circuit", ref, "cnn")
 
 
+def test_a_spec_takes_the_circuit_as_a_grid_axis(tmp_path, user_module):
+    from sweep.grid import expand
+    from sweep.spec import SpecError, parse_spec
+
+    def spec(circuits):
+        raw = {
+            "name": "circuits",
+            "grid": {"dataset": "digits", "classes": "0-3", "teacher": "none", "qubits": [2, 3], "seed": [0, 1],
+                     "student": "circuit", "circuit": circuits, "reduction": ["fc", "cnn"]},
+            "trial": {"backend": "statevector", "epochs": 1},
+            "paths": {"results": str(tmp_path / "results")},
+        }  # fmt: skip
+        return parse_spec(raw, source=str(tmp_path / "spec.yaml"))
+
+    grid = expand(spec([f"{user_module}:notebook", f"{user_module}:entangled"]))
+    assert len(grid.trials) == 2 * 2 * 2 * 2 and not grid.dropped
+    assert {c.resolved().ansatz for c in grid.trials} == {f"{user_module}:notebook", f"{user_module}:entangled"}
+    assert all(c.uses_qiskit for c in grid.trials)
+    with pytest.raises(SpecError) as err:
+        expand(spec([f"{user_module}:notebook", f"{user_module}:raises"]))
+    assert "grid.circuit" in str(err.value) and f"{user_module}:raises" in str(err.value)
+
+
 def test_a_grid_compiles_the_circuit_once(user_module, monkeypatch):
     import workers.usercircuit as uc
 

@@ -526,8 +526,10 @@ class TrialConfig:
     @property
     def uses_qiskit(self) -> bool:
         """Whether this trial builds a circuit for Qiskit (an Aer executor, for training or for
-        scoring under a noise); a torch statevector trial never imports it."""
-        return self.backend == "aer" or bool(self.noise) or self.effective_test_noise is not None
+        scoring under a noise), or a user's circuit (``student: circuit``, compiled with Qiskit on
+        either backend); a torch statevector trial of a built-in circuit never imports it."""
+        aer = self.backend == "aer" or bool(self.noise) or self.effective_test_noise is not None
+        return aer or self.kind.user_circuit
 
     @property
     def selects_on_test(self) -> bool:
