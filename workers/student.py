@@ -13,6 +13,10 @@ them, :data:`BUILDERS` builds them):
 * ``cnn-classical`` (a control for what the circuit adds): the same CNN and
   pi*tanh, then a linear layer Q -> 2**Q and a softmax in place of the circuit:
   the same inputs, 2**Q probabilities out, the same head.
+* ``circuit`` (a user's Qiskit circuit, ``circuit: PKG.MODULE:CALLABLE``; see the README):
+  a :class:`Reduction` to len(x) features and pi*tanh, or (``reduction: cnn``) the CNN
+  above, into the user's circuit on its backend (:mod:`workers.backends.user`), then the
+  head. With the notebooks' circuit written by hand it trains exactly as ``cnn-angle``.
 
 The amplitude student:
 
