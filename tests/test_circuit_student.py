@@ -70,6 +70,15 @@ def opaque(n_qubits):
     return qc
 
 
+def wide(n_qubits):
+    """29 inputs: a 1 x 29 crop, wider than 28 x 28 images."""
+    x = ParameterVector("x", 29)
+    qc = QuantumCircuit(n_qubits)
+    for k in range(29):
+        qc.ry(x[k], k % n_qubits)
+    return qc
+
+
 def no_x(n_qubits):
     w = ParameterVector("w", 1)
     qc = QuantumCircuit(n_qubits)
@@ -198,6 +207,10 @@ def test_a_bad_reference_is_one_line_naming_the_field(user_module, ref, words):
         ({"student": "circuit", "circuit": f"{MODULE}:notebook", "ansatz": "hea"}, "ansatz"),
         ({"student": "circuit", "circuit": f"{MODULE}:notebook", "qubits": 2, "classes": "0-5"}, "qubits"),
         ({"student": "circuit", "circuit": f"{MODULE}:notebook", "noise": "depolarizing:0.01"}, "noise"),
+        ({"student": "circuit", "circuit": f"{MODULE}:wide", "qubits": 2, "classes": "0-3", "reduction": "crop"},
+         "reduction"),
+        ({"student": "circuit", "circuit": f"{MODULE}:notebook", "reduction": "pca", "samples_per_class": 1,
+          "classes": "0-1", "qubits": 3}, "reduction"),
         ({"student": "circuit", "circuit": f"{MODULE}:notebook", "shift_rule": "pi4-unnormalized",
           "gradient": "parameter-shift"}, "shift_rule"),
     ],

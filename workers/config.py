@@ -632,7 +632,8 @@ class TrialConfig:
                 f"fewer than the {len(labels)} classes in {self.classes!r}",
             )
         if kind.user_circuit:
-            user_circuit(self.circuit, self.qubits)  # compiled once per (reference, qubits) and process
+            n_x = user_circuit(self.circuit, self.qubits).n_x  # compiled once per (reference, qubits) and process
+            self._check_encoder(n_x)
         if not isinstance(self.temperature, int | float) or self.temperature <= 0:
             raise ConfigError("temperature", f"must be > 0, got {self.temperature!r}")
         if not isinstance(self.lam, int | float) or not 0 <= self.lam <= 1:
@@ -715,6 +716,20 @@ class TrialConfig:
                 "teacher_recipe", f"the {self.teacher} teacher has only the default recipe, not {ts.recipe!r}"
             )
         return self
+
+    def _check_encoder(self, n_x: int) -> None:
+        """The circuit student's reduction can give its len(x) = ``n_x`` features."""
+        _, height, width = DATASETS[self.dataset].shape
+        if self.reduction == "crop":
+            h = max(d for d in range(1, math.isqrt(n_x) + 1) if n_x % d == 0)  # workers.student.feature_grid
+            if h > height or n_x // h > width:
+                raise ConfigError("reduction", f"crop: {self.circuit}'s {n_x} inputs make a {h} x {n_x // h} patch, "
+                                  f"larger than the {height} x {width} images")  # fmt: skip
+        if self.reduction == "pca" and isinstance(self.samples_per_class, int | None):
+            train = (self.samples_per_class or DATASETS[self.dataset].samples_per_class) * len(self.class_labels)
+            if n_x > train:
+                raise ConfigError("reduction", f"pca: {self.circuit}'s {n_x} inputs are more components than "
+                                  f"the {train} training images give")  # fmt: skip
 
     def _check_noise(self, name: str, text: str) -> None:
         """A noise spec that parses, fits ``noise_scale`` and (a device) has the qubits."""
