@@ -1,0 +1,92 @@
+"""Runs at chance: the notebooks' own code (reference) against the replica.
+
+For each epoch both have, counts the runs whose test accuracy is under twice
+chance (2/C) and tests with a one-sided Fisher exact test whether the
+reference collapses less often than the replica (and, the other side, more).
+Only the seeds that finished are used.
+
+    /work/main/.venv/bin/python docs/results/paper-code/reference/compare.py \\
+        --label mnist-0-7-3qubits --classes 0-7 --qubits 3 --teacher none
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from scipy.stats import fisher_exact
+
+HERE = Path(__file__).resolve().parent
+
+
+def reference_rows(label: str) -> pd.DataFrame:
+    files = sorted((HERE / label).glob("seed-*.parquet"))
+    if not files:
+        raise SystemExit(f"no finished seeds under {HERE / label}")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def replica_rows(classes: str, qubits: int, teacher: str) -> pd.DataFrame:
+    rep = HERE.parent / "replica"
+    trials = pd.read_parquet(rep / "trials.parquet")
+    epochs = pd.read_parquet(rep / "epochs.parquet")
+    sel = trials[(trials.dataset == "mnist") & (trials.classes == classes)]
+    sel = sel[(sel.qubits == qubits) & (sel.teacher == teacher)]
+    return epochs.merge(sel[["trial_id", "seed", "n_classes"]], on="trial_id")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--label", default="mnist-0-7-3qubits")
+    ap.add_argument("--classes", default="0-7")
+    ap.add_argument("--qubits", type=int, default=3)
+    ap.add_argument("--teacher", default="none")
+    args = ap.parse_args()
+
+    ref = reference_rows(args.label)
+    rep = replica_rows(args.classes, args.qubits, args.teacher)
+    n_classes = int(ref.n_classes.iloc[0])
+    if n_classes != int(rep.n_classes.iloc[0]):
+        raise SystemExit("class counts differ between reference and replica")
+    thr = 2 / n_classes
+    print(f"reference: {ref.seed.nunique()} seeds {sorted(int(x) for x in ref.seed.unique())}, {args.label}")
+    print(f"  {ref.notebook.iloc[0]} @ {ref.notebook_commit.iloc[0][:7]}")
+    env = ref[["python_version", "torch_version", "qiskit_version", "qiskit_aer_version", "numpy_version"]]
+    print("  env: " + ", ".join(f"{k}={v}" for k, v in env.iloc[0].items()))
+    print(f"replica: {rep.seed.nunique()} seeds; chance threshold test_acc < 2/{n_classes} = {thr:.3f}")
+    wall = ref.groupby("epoch").wall_s
+    print("\nreference epoch wall time (s, one process per seed, niced, 2 shared cores):")
+    print(wall.describe()[["count", "mean", "min", "max"]].round(1).to_string())
+
+    rows = []
+    for epoch in sorted(set(ref.epoch) & set(rep.epoch)):
+        a = ref[ref.epoch == epoch]
+        b = rep[rep.epoch == epoch]
+        # "never left chance up to this epoch": under the threshold at every epoch <= epoch
+        a_never = (ref[ref.epoch <= epoch].groupby("seed").test_acc.max() < thr).sum()
+        b_never = (rep[rep.epoch <= epoch].groupby("seed").test_acc.max() < thr).sum()
+        ka, kb = int((a.test_acc < thr).sum()), int((b.test_acc < thr).sum())
+        table = [[ka, len(a) - ka], [kb, len(b) - kb]]
+        rows.append(
+            {
+                "epoch": epoch,
+                "reference at chance": f"{ka}/{len(a)}",
+                "replica at chance": f"{kb}/{len(b)}",
+                "reference never left": f"{a_never}/{a.seed.nunique()}",
+                "replica never left": f"{b_never}/{b.seed.nunique()}",
+                "p (reference fewer)": fisher_exact(table, alternative="less").pvalue,
+                "p (reference more)": fisher_exact(table, alternative="greater").pvalue,
+                "reference median acc": a.test_acc.median(),
+                "replica median acc": b.test_acc.median(),
+            }
+        )
+    out = pd.DataFrame(rows)
+    print()
+    print(out.to_markdown(index=False, floatfmt=".3f"))
+    print("\nreference test accuracy per seed and epoch:")
+    print(ref.pivot(index="seed", columns="epoch", values="test_acc").round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
