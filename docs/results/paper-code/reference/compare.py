@@ -5,7 +5,7 @@ chance (2/C) and tests with a one-sided Fisher exact test whether the
 reference collapses less often than the replica (and, the other side, more).
 Only the seeds that finished are used.
 
-    /work/main/.venv/bin/python docs/results/paper-code/reference/compare.py \\
+    .venv/bin/python docs/results/paper-code/reference/compare.py \\
         --label mnist-0-7-3qubits --classes 0-7 --qubits 3 --teacher none
 """
 
