@@ -181,8 +181,11 @@ def test_a_grid_compiles_the_circuit_once(user_module, monkeypatch):
 @pytest.mark.parametrize(
     ("ref", "words"),
     [
-        ("no_such_module_qkd:fn", "'no_such_module_qkd:fn' cannot be imported: No module named 'no_such_module_qkd'"),
-        (f"{MODULE}:missing", f"'{MODULE}:missing' cannot be imported: module '{MODULE}' has no attribute 'missing'"),
+        (
+            "no_such_module_qkd:fn",
+            "'no_such_module_qkd:fn' cannot be imported: ModuleNotFoundError: No module named 'no_such_module_qkd'",
+        ),
+        (f"{MODULE}:missing", f"'{MODULE}:missing' cannot be imported: '{MODULE}' has no attribute 'missing'"),
         (f"{MODULE}:raises", f"{MODULE}:raises(n_qubits=3) raised RuntimeError: second line"),
         (f"{MODULE}:not_a_circuit", f"{MODULE}:not_a_circuit returned list, not a qiskit.QuantumCircuit"),
         (f"{MODULE}:opaque", f"{MODULE}:opaque: gate 'mygate' has no definition in terms of the supported gates"),

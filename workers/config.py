@@ -878,19 +878,11 @@ def user_circuit(ref: str, n_qubits: int):
     reference is one line naming the field before anything runs, and a grid's points and the
     student that runs it take the same compiled circuit. Anything the user's code raises
     (importing the module, calling the callable) is one line: the error's last line."""
+    from workers.refs import last_line  # noqa: PLC0415
     from workers.usercircuit import CircuitError, compile_circuit, resolve  # noqa: PLC0415 - sympy, torch
 
-    def last_line(exc: BaseException) -> str:
-        text = (str(exc).strip().splitlines() or [""])[-1].strip()
-        return type(exc).__name__ + (f": {text}" if text else "")
-
     try:
-        try:
-            fn = resolve(ref)
-        except CircuitError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's module: whatever its import raises, in one line
-            raise CircuitError(f"{ref!r} cannot be imported: {last_line(exc)}") from None
+        fn = resolve(ref)
         try:
             qc = fn(n_qubits)
         except Exception as exc:  # noqa: BLE001 - the user's callable, likewise

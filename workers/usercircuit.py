@@ -30,7 +30,6 @@ classical control, a missing ``x`` vector, a parameter outside ``x`` and ``w``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -40,6 +39,7 @@ import numpy as np
 import sympy
 import torch
 
+from workers import refs
 from workers.config import ConfigError
 
 #: Gates a user circuit is reduced to, by name: (number of qubits, number of angles).
@@ -392,21 +392,12 @@ def _sympy(value) -> sympy.Expr:
 
 
 def resolve(ref: str | Callable) -> Callable:
-    """A ``PKG.MODULE:CALLABLE`` reference (or a callable, returned as it is)."""
-    if callable(ref):
-        return ref
-    module, _, attr = str(ref).partition(":")
-    if not module or not attr:
-        raise CircuitError(f"{ref!r} is not a reference of the form PKG.MODULE:CALLABLE")
+    """A ``PKG.MODULE:CALLABLE`` reference (or a callable, returned as it is): :func:`workers.refs.resolve`,
+    its one-line errors as :class:`CircuitError`."""
     try:
-        obj = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise CircuitError(f"{ref!r} cannot be imported: {e}") from e
-    if not callable(obj):
-        raise CircuitError(f"{ref!r} is {type(obj).__name__}, not a callable")
-    return obj
+        return refs.resolve(ref)
+    except refs.RefError as e:
+        raise CircuitError(str(e)) from None
 
 
 def load_user_circuit(ref: str | Callable, n_qubits: int) -> UserCircuit:

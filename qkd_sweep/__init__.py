@@ -1,0 +1,1 @@
+"""qkd-sweep's Python API (placeholder until the API lands)."""
