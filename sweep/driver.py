@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from sweep.grid import TeacherJob
@@ -115,8 +115,11 @@ def run_sweep(
     only: Iterable[str] = (),
     progress=print,
     verbose: int = 1,
+    objects: Mapping[str, Callable] | None = None,
 ) -> Summary:
-    """Plan, check, then run both phases; returns what happened."""
+    """Plan, check, then run both phases; returns what happened. ``objects``: the user's
+    objects registered in this process that the trials name, for the workers
+    (:func:`sweep.ray_env.connect`; the Python API, :mod:`qkd_sweep`, passes them)."""
     t0 = time.perf_counter()
     results_dir = spec.results_dir
     grid, pending = plan(spec, only, fresh=fresh)
@@ -142,7 +145,7 @@ def run_sweep(
              f"{spec.search.num_samples if spec.search else len(pending)} student trials "
              f"({skipped} already finished); starting Ray {where}")  # fmt: skip
     # A cluster address that does not answer fails here, in bounded time.
-    connect(address, num_cpus, _needs_qiskit(spec, pending))
+    connect(address, num_cpus, _needs_qiskit(spec, pending), objects)
     check_resources(spec.resources, bool(jobs), local, progress)
     check_writable(results_dir)
     # One driver per results folder (sweep.lock): a second one refuses, naming the holder.

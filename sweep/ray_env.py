@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 
 from sweep.spec import SpecError
+from workers.refs import last_line
 from workers.runtime import HOOKS
 
-#: (job id, worker set-up hook) of the Ray this process last started or joined.
-_started: tuple[str, str] | None = None
+#: (job id, worker set-up hook, the user's objects pickled by reference) of the Ray this
+#: process last started or joined.
+_started: tuple[str, str, dict[str, bytes]] | None = None
 
 
-def connect(address: str | None = None, num_cpus: int | None = None, qiskit: bool = True) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None, qiskit: bool = True,
+            objects: Mapping[str, Callable] | None = None) -> None:  # fmt: skip
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray on loopback.
 
     ``qiskit``: whether the workers will build circuits for Qiskit, which decides their
     set-up hook (:data:`workers.runtime.HOOKS`); a Ray this process started without the
     Qiskit hook is restarted for a sweep that needs it.
+
+    ``objects``: the user's objects registered in this process (:data:`workers.refs.REGISTERED`,
+    a notebook's circuit), by reference, that the sweep's trials name. They go to every worker
+    process in its set-up hook (:class:`WorkerSetup`, pickled by value with cloudpickle), so a
+    worker resolves the reference to the same object. The hook is fixed when Ray starts, so a
+    Ray this process started without one of them (or with another object under its reference)
+    is restarted with all it had and the new ones; a Ray started elsewhere cannot take them,
+    which is one line (:class:`~sweep.spec.SpecError`) instead of trials failing on the workers.
 
     A local Ray is kept on 127.0.0.1: Ray on Linux resolves "127.0.0.1" to the
     machine's outward address and listens there unless told that this is a
@@ -46,14 +58,25 @@ def connect(address: str | None = None, num_cpus: int | None = None, qiskit: boo
     if address:
         _check_address(address)  # even in a process that already has a Ray: --address must answer
     hook = HOOKS[bool(qiskit)]
+    shipped = pickled(objects or {})
     if ray.is_initialized():
-        if not (qiskit and _started == (ray.get_runtime_context().get_job_id(), HOOKS[False])):
+        mine = _started is not None and _started[0] == ray.get_runtime_context().get_job_id()
+        if not mine:
+            if shipped:
+                raise SpecError("ray", f"this process's Ray was started outside qkd-sweep, so {', '.join(shipped)} "
+                                "(defined here) cannot reach its workers; call ray.shutdown() first")  # fmt: skip
             return
-        ray.shutdown()  # this process's own Ray, started for trials without Qiskit
-    runtime_env = {"worker_process_setup_hook": hook}
+        _, started_hook, started_objects = _started
+        new_objects = {k: v for k, v in shipped.items() if started_objects.get(k) != v}
+        if not (qiskit and started_hook == HOOKS[False]) and not new_objects:
+            return
+        ray.shutdown()  # this process's own Ray, started without Qiskit or without these objects
+        hook = HOOKS[bool(qiskit) or started_hook == HOOKS[True]]
+        shipped = {**started_objects, **shipped}
+    runtime_env = {"worker_process_setup_hook": WorkerSetup(hook, shipped) if shipped else hook}
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
-        _remember(hook)
+        _remember(hook, shipped)
         return
     # The Ray processes (and the workers they start) share this home: Ray keeps the
     # cluster's auth token under ~/.ray, so a worker with another home could not connect.
@@ -64,14 +87,72 @@ def connect(address: str | None = None, num_cpus: int | None = None, qiskit: boo
                  num_cpus=num_cpus, log_to_driver=True, runtime_env=runtime_env)  # fmt: skip
     finally:
         os.environ["HOME"] = real_home
-    _remember(hook)
+    _remember(hook, shipped)
 
 
-def _remember(hook: str) -> None:
+def _remember(hook: str, shipped: dict[str, bytes]) -> None:
     import ray  # noqa: PLC0415
 
     global _started
-    _started = (ray.get_runtime_context().get_job_id(), hook)
+    _started = (ray.get_runtime_context().get_job_id(), hook, shipped)
+
+
+def pickled(objects: Mapping[str, Callable]) -> dict[str, bytes]:
+    """Each object pickled by value where it must be (a function of ``__main__``, or defined
+    inside another) by cloudpickle, by reference where it imports; one line if it cannot be."""
+    if not objects:
+        return {}
+    from ray import cloudpickle  # noqa: PLC0415
+
+    out = {}
+    for ref, obj in sorted(objects.items()):
+        try:
+            out[ref] = cloudpickle.dumps(obj)
+        except Exception as exc:  # noqa: BLE001 - whatever the user's object holds (a lock, a file)
+            raise SpecError(ref, f"cannot be sent to the Ray workers: {last_line(exc)}") from None
+    return out
+
+
+class WorkerSetup:
+    """A Ray worker's set-up hook that also installs the user's objects: the named hook
+    (:data:`workers.runtime.HOOKS`, Qiskit first, on the main thread), then each object into
+    :data:`workers.refs.REGISTERED`. Ray pickles this instance with the job's runtime env and
+    runs it as each of the job's worker processes starts. An object that does not unpickle
+    there (its module missing on that node) is registered as a callable that raises that in
+    one line, so the trial that names it fails with a row saying why."""
+
+    #: Ray names the hook by its function's name.
+    __name__ = "qkd_sweep_worker_setup"
+
+    def __init__(self, hook: str, objects: dict[str, bytes]):
+        self.hook, self.objects = hook, dict(objects)
+
+    def __call__(self) -> None:
+        import importlib  # noqa: PLC0415
+
+        from ray import cloudpickle  # noqa: PLC0415
+
+        from workers import refs  # noqa: PLC0415
+
+        module, _, name = self.hook.rpartition(".")
+        getattr(importlib.import_module(module), name)()
+        for ref, blob in self.objects.items():
+            try:
+                refs.REGISTERED[ref] = cloudpickle.loads(blob)
+            except Exception as exc:  # noqa: BLE001 - the user's object, on another machine
+                refs.REGISTERED[ref] = _Unloadable(ref, last_line(exc))
+
+
+class _Unloadable:
+    """What a worker registers for an object it could not unpickle."""
+
+    def __init__(self, ref: str, reason: str):
+        self.ref, self.reason = ref, reason
+
+    def __call__(self, *args, **kwargs):
+        from workers.refs import RefError  # noqa: PLC0415
+
+        raise RefError(f"{self.ref!r} could not be loaded on this Ray worker: {self.reason}")
 
 
 def _quiet_home() -> str:
