@@ -17,7 +17,17 @@ import typing
 from pathlib import Path
 
 from sweep import bench
-from workers.config import FIELD_CHOICES, FIELD_HELP, TEACHER_HELP, ConfigError, TeacherSettings, TrialConfig
+from workers.config import (
+    DATASETS,
+    FIELD_CHOICES,
+    FIELD_HELP,
+    STUDENT_KINDS,
+    TEACHER_HELP,
+    TEACHERS,
+    ConfigError,
+    TeacherSettings,
+    TrialConfig,
+)
 from workers.io import DataError, StorageError, location
 
 EXIT_BAD_INPUT = 2
@@ -79,7 +89,8 @@ def _option(p: argparse.ArgumentParser, dest: str, tp, default, help_text: str) 
     flag = "--" + dest.replace("_", "-")
     choices = FIELD_CHOICES.get(dest)
     if choices:
-        help_text += f" (one of: {', '.join(choices)})"
+        help_text += f" (one of: {', '.join(choices)}"
+        help_text += f"{_REFERENCES[dest]})" if dest in _REFERENCES else ")"
     if base is bool:
         if default:  # on by default: the option turns it off
             flags = ("--no-" + flag.removeprefix("--"), *_ALIASES.get(dest, ()))
@@ -89,6 +100,25 @@ def _option(p: argparse.ArgumentParser, dest: str, tp, default, help_text: str) 
         return
     kind = _TYPES.get(base, base)
     p.add_argument(flag, *_ALIASES.get(dest, ()), dest=dest, type=kind, default=default, help=help_text)
+
+
+#: Fields where a reference to the user's code may stand instead of a registered kind's name.
+_REFERENCES = {
+    "dataset": "; or PKG.MODULE:CALLABLE, returning (train_images, train_labels, test_images, test_labels)",
+    "teacher": "; or PKG.MODULE:CALLABLE, returning a torch.nn.Module for (n_classes, image_shape); "
+    "or torchvision:NAME, e.g. torchvision:resnet18",
+}
+
+
+def _kinds_epilog() -> str:
+    """The registered kinds (built in, and those installed packages declare as entry points),
+    read from the registries when the help is made."""
+    lines = ["kinds (built in, or from installed packages' entry points qkd_sweep.datasets/teachers/students):"]
+    for what, registry in (("datasets", DATASETS), ("teachers", TEACHERS), ("students", STUDENT_KINDS)):
+        lines.append(f"  {what}: {', '.join(registry)}")
+    lines.append("  a dataset, teacher or circuit may also be a reference PKG.MODULE:CALLABLE to your own code "
+                 "(README: Your own circuit / teacher / dataset)")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _trial_parser(sub: argparse._SubParsersAction) -> None:
@@ -102,7 +132,10 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
     )
     hints = typing.get_type_hints(TrialConfig)
     for f in dataclasses.fields(TrialConfig):
-        if f.name not in _NOT_OPTIONS:
+        if f.name == "student":  # every registered kind, a package's too
+            text = "; ".join(f"{k.name}: {k.description}" for k in STUDENT_KINDS.values())
+            _option(p, f.name, hints[f.name], f.default, text)
+        elif f.name not in _NOT_OPTIONS:
             _option(p, f.name, hints[f.name], f.default, FIELD_HELP[f.name])
     teacher_hints = typing.get_type_hints(TeacherSettings)
     for f in dataclasses.fields(TeacherSettings):
@@ -376,7 +409,12 @@ def bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="qkd-sweep", description="Classical-to-quantum knowledge distillation experiments.")
+    parser = _Parser(
+        prog="qkd-sweep",
+        description="Classical-to-quantum knowledge distillation experiments.",
+        epilog=_kinds_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="log teacher training; a sweep also prints Ray Tune's status tables")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)

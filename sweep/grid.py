@@ -21,7 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sweep.spec import Spec, SpecError
-from workers.config import ConfigError, TeacherSettings, TrialConfig, members_of, parse_classes, trained_as_one
+from workers.config import (
+    ConfigError,
+    TeacherSettings,
+    TrialConfig,
+    members_of,
+    n_labels,
+    parse_classes,
+    trained_as_one,
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class TeacherJob:
     def key_for(self, arch: str) -> tuple:
         """The key of the teacher ``arch`` on this job's dataset, classes and settings
         (an ensemble's members: ``key_for("lenet")``, ``key_for("alexnet")``)."""
-        return (self.dataset, parse_classes(self.classes), arch, self.settings)
+        return (self.dataset, parse_classes(self.classes, n_labels(self.dataset)), arch, self.settings)
 
 
 @dataclass

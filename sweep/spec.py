@@ -29,13 +29,22 @@ Layout (every section but ``grid`` is optional)::
     teacher: {epochs: null, lr: null, batch_size: 128, seed: 0,
               recipe: default, keep: last}   # recipe paper-code: the released notebooks'
 
-    paths: {data_root: null, download: true, results: results, cache: null}
+    paths: {data_root: null, download: true, results: results, cache: null,
+            python_path: []}        # folders the user's modules import from (see below)
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, cpus_per_teacher: 1,
                 max_concurrent_trials: null, max_failures: 2}
     search: ...                   # see SearchSpec: turns the spec into an Optuna study
 
 Field names are :class:`workers.config.TrialConfig`'s, the names the
 ``qkd-sweep trial`` options use (``lam`` is the distillation weight λ).
+
+Where a dataset, teacher or circuit is named, a reference ``PKG.MODULE:CALLABLE`` to the
+user's own code may stand (README, "Your own circuit / teacher / dataset"). Its module must
+import: installed, on ``PYTHONPATH``, or in a folder of ``paths.python_path`` (relative to
+the spec file's folder, unlike the other paths: the code belongs to the spec, not to where
+it is run from), which loading the spec puts on this process's
+``sys.path`` and on ``PYTHONPATH`` for the Ray processes started after it (a local Ray; on a
+cluster every node needs the folder at the same path, or the package installed).
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ TEACHER_KEYS = {
     "keep": str,
     "optimizer": str,
 }
-PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None}
+PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None, "python_path": list}
 SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "median", "none")
@@ -455,7 +464,9 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
 
     p_raw = r.mapping(raw.get("paths"), "paths", PATH_KEYS)
     p = {k: r.path(v, PATH_KEYS[k], f"paths.{k}") if k != "download" else r.typed(v, bool, "paths.download")
-         for k, v in p_raw.items()}  # fmt: skip
+         for k, v in p_raw.items() if k != "python_path"}  # fmt: skip
+    code = p_raw.get("python_path")
+    use_python_path(_python_path(r, code, source))
     results_root = absolute(p.get("results") or "results")
     data_root = p.get("data_root") or os.environ.get("QKD_DATA_ROOT", "data")
     cache = p.get("cache")
@@ -494,6 +505,38 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
         resources=Resources(**res), search=search, spec_hash=spec_hash, axes=tuple(all_axes),
         tracking=tracking,
     )  # fmt: skip
+
+
+def _python_path(r: _Reader, raw: Any, source: str) -> list[str]:
+    """``paths.python_path``: a folder or a list of folders, each existing, made absolute; a
+    relative one starts at the spec file's folder (the current directory for a spec not read
+    from a file), so that the spec finds its code from wherever it is run."""
+    folders = [] if raw is None else raw if isinstance(raw, list) else [raw]
+    base = Path(source).parent if Path(source).is_file() else Path.cwd()
+    out = []
+    for i, folder in enumerate(folders):
+        where = f"paths.python_path[{i}]" if isinstance(raw, list) else "paths.python_path"
+        folder = base / r.path(folder, str, where)
+        if not folder.is_dir():
+            r.fail(where, f"{show(str(folder))} is not a folder (a relative path starts at {base})")
+        out.append(_real(str(folder)))
+    return out
+
+
+def use_python_path(folders: list[str]) -> None:
+    """Put ``folders`` first on ``sys.path`` (this process imports the user's modules from
+    them) and on ``PYTHONPATH`` (so do the Ray processes started after this, and their
+    workers); a folder already there is not added again."""
+    import sys  # noqa: PLC0415
+
+    env = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for folder in reversed(folders):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        if folder not in env:
+            env.insert(0, folder)
+    if folders:
+        os.environ["PYTHONPATH"] = os.pathsep.join(env)
 
 
 def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict, results_root: str) -> SearchSpec:

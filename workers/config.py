@@ -24,7 +24,8 @@ class Registry(dict):
     teachers, students), read at call time by validation, the CLI's help and the tables,
     so that :meth:`add` is all a new kind needs here (its builder is registered beside
     the code that builds it: :mod:`workers.data`, :mod:`workers.teachers`,
-    :mod:`workers.student`)."""
+    :mod:`workers.student`; or carried by the kind itself, ``load`` / ``build``, as a
+    package's kinds are: :func:`discover_kinds`)."""
 
     def add(self, kind):
         self[kind.name] = kind
@@ -44,6 +45,15 @@ class DatasetKind:
     #: Student samples per class (train and test) when the config names none.
     samples_per_class: int
     description: str = ""
+    #: Labels run 0 .. n_classes - 1 (what a class subset may name).
+    n_classes: int = 10
+    #: Its loader, for a kind that is not in :data:`workers.data.LOADERS` (a package's):
+    #: ``load(data_root, download)`` returns (train_images, train_labels, test_images,
+    #: test_labels), arrays or tensors, images N x C x H x W (or N x H x W) floats, labels
+    #: integers; a ``PKG.MODULE:CALLABLE`` reference or the callable, resolved when first loaded.
+    load: Any = None
+    #: ``check(cfg)``: this kind's own rules for a config, raising ConfigError (optional).
+    check: Any = None
 
 
 DATASETS: Registry = Registry()
@@ -76,6 +86,12 @@ class TeacherKind:
     #: Whether it runs a circuit (trained on the exact statevector, then frozen).
     quantum: bool = False
     description: str = ""
+    #: Its model, for a kind that is not in :data:`workers.teachers.MODELS` (a package's):
+    #: ``build(n_classes, image_shape)`` returns a ``torch.nn.Module`` giving N x n_classes
+    #: scores; a ``PKG.MODULE:CALLABLE`` reference or the callable, resolved when first built.
+    build: Any = None
+    #: ``check(cfg)``: this kind's own rules for a config, raising ConfigError (optional).
+    check: Any = None
 
 
 TEACHERS: Registry = Registry()
@@ -127,8 +143,30 @@ ENSEMBLE_MEMBERS = TEACHERS["ensemble"].members
 
 
 def members_of(arch: str) -> tuple[str, ...]:
-    """The members teacher ``arch`` is assembled from; () for a teacher that is one model."""
-    return TEACHERS[arch].members
+    """The members teacher ``arch`` is assembled from; () for a teacher that is one model
+    (a reference to the user's model is one)."""
+    return teacher_kind(arch).members
+
+
+def teacher_kind(name: str) -> TeacherKind:
+    """The registered kind ``name``, or for a reference (``PKG.MODULE:CALLABLE``,
+    ``torchvision:NAME``) a kind of one model labelled with the reference itself."""
+    if name in TEACHERS or ":" not in str(name):
+        return TEACHERS[name]
+    return TeacherKind(name, name, description="the user's model", build=name)
+
+
+def dataset_kind(name: str) -> DatasetKind:
+    """The registered kind ``name``, or for a reference the kind its arrays describe
+    (their image shape, labels and smallest class), loaded once per process."""
+    if name in DATASETS or ":" not in str(name):
+        return DATASETS[name]
+    return user_dataset(name)[0]
+
+
+def n_labels(dataset: str) -> int:
+    """How many labels the dataset's classes run over (10 for the built-in sets)."""
+    return dataset_kind(dataset).n_classes
 
 
 def trained_as_one(arch: str, recipe: str) -> bool:
@@ -158,7 +196,7 @@ def parse_optimizer(text: object) -> tuple[str, dict[str, str]]:
     default, by_arch = "adam", {}
     for i, part in enumerate(p.strip() for p in text.split(",")):
         arch, eq, value = part.rpartition("=")
-        if eq and arch not in TEACHERS:
+        if eq and arch not in TEACHERS and ":" not in arch:
             raise ConfigError("teacher_optimizer", f"{part!r} names no teacher; choose from {list(TEACHERS)}")
         if value not in TEACHER_OPTIMIZERS or (not eq and i > 0):
             raise ConfigError("teacher_optimizer", f"unknown value {value!r}; choose one of {list(TEACHER_OPTIMIZERS)}"
@@ -190,6 +228,15 @@ class StudentKind:
     description: str = ""
     #: Whether it runs the user's circuit the ``circuit`` field names (its ansatz column is that reference).
     user_circuit: bool = False
+    #: How tables name it, a format of ``q`` (qubits), ``d`` (2**q) and ``p`` (parameters);
+    #: "" for the built-in names (sweep.tables.common.STUDENT_NAMES).
+    label: str = ""
+    #: Its builder, for a kind that is not in :data:`workers.student.BUILDERS` (a package's):
+    #: ``build(cfg, train_images, seed, shot_seed)`` returns a :class:`workers.student.StudentModel`;
+    #: a ``PKG.MODULE:CALLABLE`` reference or the callable, resolved when first built.
+    build: Any = None
+    #: ``check(cfg)``: this kind's own rules for a config, raising ConfigError (optional).
+    check: Any = None
 
 
 STUDENT_KINDS: Registry = Registry()
@@ -459,7 +506,8 @@ class TrialConfig:
     # ----------------------------------------------------------------- derived
     @property
     def class_labels(self) -> tuple[int, ...]:
-        return parse_classes(self.classes)
+        known = self.dataset in DATASETS or (isinstance(self.dataset, str) and ":" in self.dataset)
+        return parse_classes(self.classes, n_labels(self.dataset) if known else 10)
 
     @property
     def n_classes(self) -> int:
@@ -489,11 +537,11 @@ class TrialConfig:
 
     @property
     def effective_samples_per_class(self) -> int:
-        return self.samples_per_class or DATASETS[self.dataset].samples_per_class
+        return self.samples_per_class or dataset_kind(self.dataset).samples_per_class
 
     @property
     def effective_test_samples_per_class(self) -> int:
-        return self.test_samples_per_class or DATASETS[self.dataset].samples_per_class
+        return self.test_samples_per_class or dataset_kind(self.dataset).samples_per_class
 
     @property
     def effective_ansatz(self) -> str:
@@ -576,17 +624,22 @@ class TrialConfig:
     def validate(self) -> TrialConfig:
         """Check every field once; raise ConfigError naming the first bad one."""
 
-        def choice(name: str, options: tuple[str, ...], value: Any = None) -> None:
+        def choice(name: str, options: tuple[str, ...], value: Any = None, refs: bool = False) -> None:
             value = getattr(self, name) if value is None else value
             if not isinstance(value, str) or value not in options:
-                raise ConfigError(name, f"unknown value {value!r}; choose one of {list(options)}")
+                more = ", or a reference PKG.MODULE:CALLABLE" if refs else ""
+                raise ConfigError(name, f"unknown value {value!r}; choose one of {list(options)}{more}")
 
         def positive_int(name: str, value: Any, minimum: int = 1) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(name, f"must be an integer >= {minimum}, got {value!r}")
 
-        choice("dataset", DATASETS)
-        choice("teacher", TEACHERS)
+        if _is_ref(self.dataset):
+            dataset_kind(self.dataset)  # loaded (once per process) and checked: one line naming dataset
+        else:
+            choice("dataset", DATASETS, refs=True)
+        if not _is_ref(self.teacher):
+            choice("teacher", TEACHERS, refs=True)
         choice("student", STUDENTS)
         choice("backend", BACKENDS)
         if self.reduction is not None:
@@ -621,7 +674,12 @@ class TrialConfig:
                               "student; leave it unset")  # fmt: skip
         if kind.user_circuit and not self.circuit:
             raise ConfigError("circuit", "the circuit student needs a reference PKG.MODULE:CALLABLE to its circuit")
+        if _is_ref(self.dataset):
+            self._check_user_classes()
         labels = self.class_labels  # raises with the field name
+        for model in (self.teacher, *members_of(self.teacher)):  # a package's ensemble may name references
+            if _is_ref(model) and model not in TEACHERS:  # built once, run on a batch of two images
+                user_teacher(model, len(labels), dataset_kind(self.dataset).shape)
         positive_int("qubits", self.qubits, 2)
         if self.qubits > 10:  # before 2**qubits, which for 10**15 qubits would not finish
             raise ConfigError("qubits", f"{self.qubits} is more than this simulator path supports (10)")
@@ -711,22 +769,38 @@ class TrialConfig:
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
         parse_optimizer(ts.optimizer)
-        if TEACHERS[self.teacher].quantum and ts.recipe != "default":
+        if teacher_kind(self.teacher).quantum and ts.recipe != "default":
             raise ConfigError(
                 "teacher_recipe", f"the {self.teacher} teacher has only the default recipe, not {ts.recipe!r}"
             )
+        for own in (dataset_kind(self.dataset), teacher_kind(self.teacher), kind):  # a kind's own rules
+            if own.check is not None:
+                _run_check(own, self)
         return self
+
+    def _check_user_classes(self) -> None:
+        """The class subset names classes that the user's dataset has, in both of its splits."""
+        kind, raw, _ = user_dataset(self.dataset)
+        labels = parse_classes(self.classes, 2**31)
+        if max(labels) >= kind.n_classes:
+            raise ConfigError("classes", f"{self.classes!r} asks for class {max(labels)}, but {self.dataset} has "
+                              f"{kind.n_classes} classes (labels 0..{kind.n_classes - 1})")  # fmt: skip
+        for split, y in (("train", raw[1]), ("test", raw[3])):
+            missing = sorted(set(labels) - {int(c) for c in set(y.tolist())})
+            if missing:
+                raise ConfigError("classes", f"{self.classes!r}: {self.dataset} has no {split} images of "
+                                  f"class{'es' * (len(missing) > 1)} {', '.join(map(str, missing))}")  # fmt: skip
 
     def _check_encoder(self, n_x: int) -> None:
         """The circuit student's reduction can give its len(x) = ``n_x`` features."""
-        _, height, width = DATASETS[self.dataset].shape
+        _, height, width = dataset_kind(self.dataset).shape
         if self.reduction == "crop":
             h = max(d for d in range(1, math.isqrt(n_x) + 1) if n_x % d == 0)  # workers.student.feature_grid
             if h > height or n_x // h > width:
                 raise ConfigError("reduction", f"crop: {self.circuit}'s {n_x} inputs make a {h} x {n_x // h} patch, "
                                   f"larger than the {height} x {width} images")  # fmt: skip
         if self.reduction == "pca" and isinstance(self.samples_per_class, int | None):
-            train = (self.samples_per_class or DATASETS[self.dataset].samples_per_class) * len(self.class_labels)
+            train = self.effective_samples_per_class * len(self.class_labels)
             if n_x > train:
                 raise ConfigError("reduction", f"pca: {self.circuit}'s {n_x} inputs are more components than "
                                   f"the {train} training images give")  # fmt: skip
@@ -898,3 +972,106 @@ def user_circuit(ref: str, n_qubits: int):
     if ref not in message:
         message = f"{ref}: {message}"
     raise ConfigError("circuit", " ".join(message.split()))
+
+
+def _is_ref(name: object) -> bool:
+    """Whether ``name`` is a reference to the user's code rather than a registered kind."""
+    return isinstance(name, str) and ":" in name
+
+
+def _one_line(field_name: str, ref: str, exc: Exception) -> ConfigError:
+    """``exc`` (a RefError, or what the user's code raised) as a ConfigError naming the
+    field and the reference, in one line."""
+    from workers.refs import RefError, last_line  # noqa: PLC0415
+
+    message = str(exc).removeprefix(f"{field_name}: ") if isinstance(exc, RefError | ConfigError) else last_line(exc)
+    if ref not in message:
+        message = f"{ref}: {message}"
+    return ConfigError(field_name, " ".join(message.split()))
+
+
+def _run_check(kind: Any, cfg: TrialConfig) -> None:
+    """A kind's own ``check(cfg)``: a ConfigError passes as it is; anything else it raises is
+    one line naming the kind."""
+    from workers.refs import last_line, resolve  # noqa: PLC0415
+
+    try:
+        resolve(kind.check)(cfg)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a package's code: whatever it raises, in one line
+        raise ConfigError(kind.name, f"{kind.name}'s check raised {last_line(exc)}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def user_dataset(ref: str) -> tuple[DatasetKind, tuple, str]:
+    """The dataset a reference names, loaded once per process: its kind (the image shape and
+    the labels its arrays hold), its raw arrays as :data:`workers.data.LOADERS` give them, and a
+    hash of their bytes (part of its teachers' cache keys). Validation loads it, so that a bad
+    reference or bad arrays are one line naming ``dataset`` before anything runs."""
+    from workers.data import user_arrays  # noqa: PLC0415 - numpy and torch, only for a reference
+
+    return user_arrays(ref)
+
+
+@functools.lru_cache(maxsize=32)
+def user_teacher(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
+    """Checks the teacher a reference names: built for ``n_classes`` and ``shape``, it is a
+    ``torch.nn.Module`` that gives N x n_classes scores on a dummy batch (else one line naming
+    ``teacher``); once per process and (reference, classes, shape). Returns the hash of its source."""
+    from workers.teachers import check_user_model  # noqa: PLC0415 - torch, only for a reference
+
+    return check_user_model(ref, n_classes, tuple(shape))
+
+
+#: The entry-point groups a package declares its kinds in, and the registry each adds to.
+ENTRY_POINT_GROUPS: dict[str, tuple[Registry, type]] = {
+    "qkd_sweep.datasets": (DATASETS, DatasetKind),
+    "qkd_sweep.teachers": (TEACHERS, TeacherKind),
+    "qkd_sweep.students": (STUDENT_KINDS, StudentKind),
+}
+#: The entry points already read in this process: (group, name, value).
+_SEEN_ENTRY_POINTS: set[tuple[str, str, str]] = set()
+
+
+def discover_kinds() -> list[str]:
+    """Add the kinds that installed packages declare as entry points (groups
+    :data:`ENTRY_POINT_GROUPS`): each entry names a :class:`DatasetKind`, :class:`TeacherKind`
+    or :class:`StudentKind` whose ``name`` is the entry's name and whose ``load`` / ``build``
+    makes the thing. Runs when this module is imported; call it again after a package was put
+    on ``sys.path``. Entries already read are skipped; one that does not load, is not a kind
+    of its group or takes a name already registered is a warning, and is left out.
+    Returns the names added."""
+    import warnings  # noqa: PLC0415
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    from workers.refs import last_line  # noqa: PLC0415
+
+    added = []
+    for group, (registry, cls) in ENTRY_POINT_GROUPS.items():
+        for ep in entry_points(group=group):
+            seen = (group, ep.name, ep.value)
+            if seen in _SEEN_ENTRY_POINTS:
+                continue
+            _SEEN_ENTRY_POINTS.add(seen)
+            where = f"entry point {ep.name} = {ep.value} ({group})"
+            try:
+                kind = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a package's import: whatever it raises, in one line
+                warnings.warn(f"{where} does not load: {last_line(exc)}; left out", stacklevel=2)
+                continue
+            if not isinstance(kind, cls):
+                warnings.warn(f"{where} is {type(kind).__name__}, not a {cls.__name__}; left out", stacklevel=2)
+            elif kind.name != ep.name:
+                warnings.warn(f"{where} names its kind {kind.name!r}, not {ep.name!r}; left out", stacklevel=2)
+            elif kind.name in registry and registry[kind.name] != kind:
+                warnings.warn(f"{where}: {kind.name!r} is registered already; left out", stacklevel=2)
+            elif ":" in kind.name:
+                warnings.warn(f"{where}: a kind's name cannot hold ':' (references do); left out", stacklevel=2)
+            else:
+                registry.add(kind)
+                added.append(kind.name)
+    return added
+
+
+discover_kinds()

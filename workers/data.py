@@ -16,7 +16,9 @@ IDX files before torchvision parses them, and names the CIFAR10 batch that fails
 
 Every dataset is one entry of :data:`LOADERS` and one of ``workers.config.DATASETS``
 (its image shape, its label, its default samples per class); the models take their
-input shape from there.
+input shape from there. A package's kind carries its loader (``DatasetKind.load``); a
+reference ``PKG.MODULE:CALLABLE`` in place of a name is called with no arguments and
+returns the four arrays itself (:func:`user_arrays`, checked by :func:`check_arrays`).
 
 The paper's protocol: teachers train on the whole class-filtered training split
 and are scored on the whole class-filtered test split; students get N samples
@@ -39,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from workers import datafiles
-from workers.config import DATASETS, DatasetKind
+from workers.config import DATASETS, ConfigError, DatasetKind, user_dataset
 from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
 
 IMAGE_SIZE = 28
@@ -106,9 +108,22 @@ def default_data_root() -> str:
 @functools.lru_cache(maxsize=4)
 def _raw(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
     """All images (floats in [0, 1], N x H x W or N x C x H x W) and labels of both splits."""
-    if name not in LOADERS:
-        raise DataError(f"dataset: unknown dataset {name!r}")
-    return LOADERS[name](root, download)
+    if name in LOADERS:
+        return LOADERS[name](root, download)
+    if name in DATASETS and DATASETS[name].load is not None:  # a package's kind
+        from workers.refs import last_line, resolve  # noqa: PLC0415
+
+        try:
+            value = resolve(DATASETS[name].load)(root, download)
+        except Exception as exc:  # noqa: BLE001 - a package's loader: whatever it raises, in one line
+            raise DataError(f"dataset: {name}'s loader raised {last_line(exc)}") from None
+        try:
+            return check_arrays(value, f"{name}'s loader")
+        except ConfigError as exc:
+            raise DataError(str(exc)) from None
+    if ":" in name:
+        return user_dataset(name)[1]
+    raise DataError(f"dataset: unknown dataset {name!r}")
 
 
 def _fetch(name: str, folder: Path, files: tuple[str, ...], download: bool, get: Callable[[], object]) -> None:
@@ -226,7 +241,84 @@ LOADERS: dict[str, Callable[[str, bool], tuple[np.ndarray, ...]]] = {
     "cifar10": _cifar10(colour=False),
     "cifar10-rgb": _cifar10(colour=True),
 }
-assert set(LOADERS) == set(DATASETS), "every dataset kind needs a loader"
+assert all(k in LOADERS or DATASETS[k].load is not None for k in DATASETS), "every dataset kind needs a loader"
+
+#: The four arrays a dataset gives, in order (named in messages).
+ARRAY_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
+#: Student samples per class of a user's dataset by default, at most (as for MNIST).
+USER_SAMPLES_PER_CLASS = 150
+
+
+def check_arrays(value: object, what: str) -> tuple[np.ndarray, ...]:
+    """``value`` as the four arrays of :data:`LOADERS`' contract (images float32 N x C x H x W,
+    labels int64), or a ConfigError naming ``dataset`` and ``what`` gave it, in one line:
+    not four arrays, images that are not N x C x H x W (or N x H x W) floats or not finite,
+    labels that are not a vector of non-negative integers, images and labels of different
+    lengths, train and test images of different shapes."""
+    if not isinstance(value, tuple | list) or len(value) != 4:
+        got = f"{len(value)} values" if isinstance(value, tuple | list) else type(value).__name__
+        raise ConfigError("dataset", f"{what} returned {got}, not ({', '.join(ARRAY_NAMES)})")
+    out = []
+    for name, x in zip(ARRAY_NAMES, value, strict=True):
+        try:
+            a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+        except Exception:  # noqa: BLE001 - whatever the user returned
+            raise ConfigError("dataset", f"{what}'s {name} is {type(x).__name__}, not an array or tensor") from None
+        if name.endswith("images"):
+            if a.ndim not in (3, 4) or not np.issubdtype(a.dtype, np.floating):
+                kind = f"{a.dtype} of shape {tuple(a.shape)}"
+                raise ConfigError("dataset", f"{what}'s {name} are {kind}, not floats N x C x H x W")
+            a = a[:, None] if a.ndim == 3 else a
+            if not np.isfinite(a).all():
+                raise ConfigError("dataset", f"{what}'s {name} hold non-finite values")
+            a = np.ascontiguousarray(a, dtype=np.float32)
+        else:
+            if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
+                raise ConfigError("dataset", f"{what}'s {name} are {a.dtype} of shape {tuple(a.shape)}, "
+                                  "not a vector of integer labels")  # fmt: skip
+            if len(a) and a.min() < 0:
+                raise ConfigError("dataset", f"{what}'s {name} hold a negative label ({int(a.min())})")
+            a = a.astype(np.int64)
+        out.append(a)
+    for split, (x, y) in (("train", out[:2]), ("test", out[2:])):
+        if len(x) != len(y):
+            raise ConfigError("dataset", f"{what}'s {split}_images hold {len(x)} images but {split}_labels "
+                              f"{len(y)} labels")  # fmt: skip
+        if not len(x):
+            raise ConfigError("dataset", f"{what}'s {split} split is empty")
+    if out[0].shape[1:] != out[2].shape[1:]:
+        raise ConfigError("dataset", f"{what}'s train images are {'x'.join(map(str, out[0].shape[1:]))} "
+                          f"but its test images {'x'.join(map(str, out[2].shape[1:]))} (C x H x W)")  # fmt: skip
+    return tuple(out)
+
+
+def user_arrays(ref: str) -> tuple[DatasetKind, tuple[np.ndarray, ...], str]:
+    """The dataset reference ``ref`` names (a callable of no arguments returning the four
+    arrays), called and checked: its kind (shape, labels, label ``ref``), its arrays, and a
+    hash of their bytes. Every failure is a ConfigError naming ``dataset`` and ``ref``."""
+    import hashlib  # noqa: PLC0415
+
+    from workers.refs import RefError, last_line, resolve  # noqa: PLC0415
+
+    try:
+        fn = resolve(ref)
+    except RefError as exc:
+        raise ConfigError("dataset", str(exc)) from None
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001 - the user's callable: whatever it raises, in one line
+        raise ConfigError("dataset", f"{ref}() raised {last_line(exc)}") from None
+    raw = check_arrays(value, ref)
+    n_classes = int(max(raw[1].max(), raw[3].max())) + 1
+    both = set(raw[1].tolist()) & set(raw[3].tolist())
+    fewest = min(int(min(np.count_nonzero(raw[1] == c), np.count_nonzero(raw[3] == c))) for c in both) if both else 1
+    kind = DatasetKind(ref, ref, tuple(int(d) for d in raw[0].shape[1:]), min(USER_SAMPLES_PER_CLASS, fewest),
+                       "the user's dataset", n_classes=n_classes)  # fmt: skip
+    digest = hashlib.sha256()
+    for a in raw:
+        digest.update(str(a.shape).encode())
+        digest.update(a.tobytes())
+    return kind, raw, digest.hexdigest()[:12]
 
 
 def register_dataset(kind: DatasetKind, loader: Callable[[str, bool], tuple[np.ndarray, ...]]) -> DatasetKind:
@@ -276,7 +368,7 @@ def _train_stats(xtr: np.ndarray) -> tuple[float, float]:
 def _load(raw, name: str, classes: tuple[int, ...], root: str, download: bool, normalize: bool) -> Dataset:
     xtr, ytr, xte, yte = raw
     mean, std = _train_stats(xtr) if normalize else (0.0, 1.0)
-    remap = np.full(10, -1, dtype=np.int64)
+    remap = np.full(max(10, int(max(ytr.max(), yte.max())) + 1), -1, dtype=np.int64)
     remap[list(classes)] = np.arange(len(classes))
 
     def split(x: np.ndarray, y: np.ndarray) -> Split:

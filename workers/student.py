@@ -65,7 +65,7 @@ from torch import nn
 
 from workers.backends import make_backend
 from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
-from workers.config import DATASETS, DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig, user_circuit
+from workers.config import DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig, dataset_kind, user_circuit
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -182,6 +182,12 @@ class _Student(nn.Module):
     def n_params(self) -> int:
         """Trainable parameters, classical and quantum."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+#: The public name of what a student kind builds (a package's ``StudentKind.build`` returns one):
+#: an ``nn.Module`` with ``probabilities(images)`` (B x 2**Q, or any B x K scores' inputs), a
+#: ``head`` (:class:`Head`) and a ``backend`` (None for a student that runs no circuit).
+StudentModel = _Student
 
 
 class QuantumStudent(_Student):
@@ -336,7 +342,7 @@ def _head_kw(cfg: TrialConfig) -> dict:
 
 
 def _shape(cfg: TrialConfig) -> tuple[int, int, int]:
-    return DATASETS[cfg.dataset].shape
+    return dataset_kind(cfg.dataset).shape
 
 
 def amplitude_model(n_qubits: int, ansatz: str, layers: int, n_classes: int, shape: tuple[int, ...],
@@ -389,7 +395,7 @@ def _classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_see
 #: A new kind is one entry here and one in workers.config.STUDENT_KINDS.
 BUILDERS = {"amplitude": _amplitude, "cnn-angle": _cnn_angle, "cnn-classical": _cnn_classical,
             "classical": _classical, "circuit": _circuit}  # fmt: skip
-assert set(BUILDERS) == set(STUDENT_KINDS), "every student kind needs a builder"
+assert all(k in BUILDERS or STUDENT_KINDS[k].build is not None for k in STUDENT_KINDS), "a builder per kind"
 
 
 def scoring_backend(cfg: TrialConfig, model: _Student, shot_seed: int):
@@ -404,6 +410,12 @@ def build_student(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_
     """The student ``cfg`` (resolved) names, initialized from ``seed`` (torch's global
     generator included, for the layers torch initializes itself), its backend's shots
     drawn from ``shot_seed``."""
+    if cfg.student in BUILDERS:
+        build = BUILDERS[cfg.student]
+    else:  # a package's kind (StudentKind.build)
+        from workers.refs import resolve  # noqa: PLC0415
+
+        build = resolve(STUDENT_KINDS[cfg.student].build)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return BUILDERS[cfg.student](cfg, train_images, seed, shot_seed)
+        return build(cfg, train_images, seed, shot_seed)

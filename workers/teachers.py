@@ -20,6 +20,15 @@ Architectures (paper, section 4.3):
 
 Every model takes the dataset's image shape (``workers.config.DATASETS``).
 
+The user's own teacher is a reference in place of a name: ``PKG.MODULE:CALLABLE``, called
+as ``fn(n_classes, image_shape)``, returns a ``torch.nn.Module`` that gives N x n_classes
+scores; ``torchvision:NAME`` is torchvision's classification model NAME (``weights=None``:
+nothing is downloaded) adapted to the images (:func:`torchvision_model`); a package's kind
+carries its builder (``TeacherKind.build``, same call). Either is trained by the recipe the
+config names, exactly as a built-in teacher, and cached the same way; its cache key adds
+the reference's source hash (``source``), so that an edited model is a new teacher, and,
+for a user's dataset, a hash of its arrays (``data``).
+
 The ``paper-code`` recipe is the released notebooks': pixels in [0, 1] (no
 normalization), Adam at lr 1e-3 for 10 epochs, batch 128, the test split scored
 after every epoch; the classic LeNet-5 (conv 6@5x5 without padding, tanh, 2x2
@@ -68,7 +77,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import TEACHERS, TeacherSettings, members_of, parse_classes, trained_as_one
+from workers.config import (
+    TEACHERS,
+    ConfigError,
+    TeacherSettings,
+    members_of,
+    n_labels,
+    parse_classes,
+    teacher_kind,
+    trained_as_one,
+    user_dataset,
+)
 from workers.data import Dataset, Split, load_dataset
 from workers.io import Location, atomic_write, location, write_json, write_parquet
 from workers.provenance import code_version
@@ -172,14 +191,128 @@ MODELS = {
 }
 #: What decides a model's architecture beyond its name, hashed into its cache key.
 MODEL_VERSION = {"qnn": f"amplitude fc, hea x {QNN_LAYERS}, {QNN_QUBITS} qubits, linear head, exact statevector"}
-assert all(trained_as_one(a, "default") == (a in MODELS["default"]) for a in ARCHS), "MODELS and trained_as_one"
+assert all(trained_as_one(a, "default") == (a in MODELS["default"] or TEACHERS[a].build is not None)
+           for a in ARCHS), "MODELS and trained_as_one"  # fmt: skip
+
+
+#: torchvision:NAME: the smallest image side a model is tried at before its input is enlarged.
+TORCHVISION_SIDES = (32, 64, 128, 224)
+#: Bumped when :func:`torchvision_model`'s adaptation changes (part of those teachers' keys).
+TORCHVISION_ADAPTER = 1
+
+
+def torchvision_model(name: str, n_classes: int, shape: tuple[int, ...]) -> nn.Module:
+    """torchvision's classification model ``name`` (``weights=None``, ``num_classes=n_classes``),
+    adapted to C x H x W images: its first convolution takes C input channels (same filters,
+    stride and padding), and where the model cannot run on H x W (too many poolings for a
+    28 x 28 image: VGG, AlexNet), its input is first resized (bilinear) to the smallest side of
+    :data:`TORCHVISION_SIDES` at which it runs. ResNets, MobileNets, EfficientNets, RegNets,
+    ShuffleNets and the like run on 28 x 28 as they are (their last pooling is adaptive)."""
+    import torchvision  # noqa: PLC0415 - only for this family
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        raise ValueError(f"{name!r} is not a torchvision classification model (e.g. resnet18, mobilenet_v3_small)")
+    model = torchvision.models.get_model(name, weights=None, num_classes=n_classes)
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and first[1].in_channels != shape[0]:
+        path, conv = first
+        parent_name, _, attr = path.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        adapted = nn.Conv2d(shape[0], conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)  # fmt: skip
+        setattr(parent, attr, adapted)
+    if _runs(model, shape):
+        return model
+    for side in TORCHVISION_SIDES:
+        if side > max(shape[1:]) and _runs(model, (shape[0], side, side)):
+            return nn.Sequential(nn.Upsample(size=(side, side), mode="bilinear", align_corners=False), model)
+    raise ValueError(f"torchvision's {name} does not run on {shape[1]} x {shape[2]} images, "
+                     f"nor resized to {TORCHVISION_SIDES[-1]} x {TORCHVISION_SIDES[-1]}")  # fmt: skip
+
+
+def _runs(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` (in eval mode) takes a batch of one C x H x W image."""
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        model.train(was)
+
+
+def _builder(arch: str, recipe: str):
+    """How teacher ``arch`` is built: ``fn(n_classes, shape)``; raises ValueError (or RefError)."""
+    from workers.refs import resolve  # noqa: PLC0415
+
+    if arch in MODELS.get(recipe, {}):
+        return MODELS[recipe][arch]
+    if arch.startswith("torchvision:"):
+        return functools.partial(torchvision_model, arch.removeprefix("torchvision:"))
+    if arch in TEACHERS and TEACHERS[arch].build is not None:  # a package's kind
+        return resolve(TEACHERS[arch].build)
+    if ":" in arch and arch not in TEACHERS:
+        return resolve(arch)
+    raise ValueError(f"teacher: unknown architecture {arch!r} for recipe {recipe!r}")
 
 
 def make_model(arch: str, n_classes: int, recipe: str = "default", shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    return _builder(arch, recipe)(n_classes, tuple(shape))
+
+
+def model_source(arch: str) -> str:
+    """What identifies the code of a teacher that is not built in (its cache key's ``source``):
+    the hash of the user's callable (or the package kind's builder); for ``torchvision:NAME``,
+    torchvision's version and this module's adapter; "" for a built-in teacher."""
+    from workers.refs import resolve, source_hash  # noqa: PLC0415
+
+    if arch.startswith("torchvision:"):
+        import torchvision  # noqa: PLC0415
+
+        return f"torchvision {torchvision.__version__}, adapter {TORCHVISION_ADAPTER}"
+    if arch in TEACHERS:  # built in (""), or a package's kind with a builder of its own
+        built_in = TEACHERS[arch].build is None or any(arch in models for models in MODELS.values())
+        return "" if built_in else source_hash(resolve(TEACHERS[arch].build))
+    return source_hash(resolve(arch)) if ":" in arch else ""
+
+
+def check_user_model(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
+    """Builds the teacher ``ref`` names for ``n_classes`` and ``shape`` and runs it on a dummy
+    batch of two images, in eval and in train mode: a ConfigError naming ``teacher`` and ``ref``,
+    in one line, when it does not import, raises, is not a ``torch.nn.Module`` or does not give
+    2 x n_classes scores. Returns its source hash (:func:`model_source`)."""
+    from workers.refs import RefError, last_line  # noqa: PLC0415
+
+    call = f"{ref}(n_classes={n_classes}, image_shape={tuple(shape)})"
     try:
-        return MODELS[recipe][arch](n_classes, tuple(shape))
-    except KeyError:
-        raise ValueError(f"teacher: unknown architecture {arch!r} for recipe {recipe!r}") from None
+        build = _builder(ref, "default")
+    except RefError as exc:
+        raise ConfigError("teacher", str(exc)) from None
+    try:
+        model = build(n_classes, tuple(shape))
+    except Exception as exc:  # noqa: BLE001 - the user's callable: whatever it raises, in one line
+        raise ConfigError("teacher", f"{call} raised {last_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError("teacher", f"{call} returned {type(model).__name__}, not a torch.nn.Module")
+    batch = torch.zeros(2, *shape)
+    for mode in ("eval", "train"):
+        try:
+            with torch.no_grad():
+                out = getattr(model, mode)()(batch)
+        except Exception as exc:  # noqa: BLE001 - the user's forward
+            raise ConfigError("teacher", f"{ref}'s model fails on a batch of 2 images {'x'.join(map(str, shape))} "
+                              f"({mode} mode): {last_line(exc)}") from None  # fmt: skip
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError("teacher", f"{ref}'s model gives {got} on a batch of 2 images "
+                              f"{'x'.join(map(str, shape))} ({mode} mode), not (2, {n_classes}): "
+                              "one score per class")  # fmt: skip
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("teacher", f"{ref}'s model has no trainable parameters")
+    return model_source(ref)
 
 
 @dataclass(frozen=True)
@@ -254,6 +387,10 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
         }
     if arch in MODEL_VERSION:  # a kind whose architecture has settings of its own
         key["model"] = MODEL_VERSION[arch]
+    if source := model_source(arch):  # the user's model (or a package's): its code is part of the key
+        key["source"] = source
+    if ":" in dataset.name:  # the user's dataset: its arrays are
+        key["data"] = user_dataset(dataset.name)[2]
     if settings.recipe != "default":  # default keys stay as they were, so old caches still match
         norm = "train-split mean/std" if settings.normalize else "none (pixels in [0, 1])"
         key |= {"recipe_name": settings.recipe, "keep": settings.keep, "normalization": norm}
@@ -266,7 +403,14 @@ def teacher_key(dataset: Dataset, arch: str, settings: TeacherSettings) -> tuple
 def cache_folder(cache_dir: str | Path | Location, dataset: Dataset, arch: str, settings: TeacherSettings) -> Location:
     _, digest = teacher_key(dataset, arch, settings)
     classes = "-".join(str(c) for c in dataset.classes)
-    return location(cache_dir) / "teachers" / dataset.name / classes / f"{arch}-seed{settings.seed}-{digest}"
+    where = location(cache_dir) / "teachers" / _path_name(dataset.name) / classes
+    return where / f"{_path_name(arch)}-seed{settings.seed}-{digest}"
+
+
+def _path_name(name: str) -> str:
+    """A name as one folder name: a reference's ':' and anything unusual become '_' (the
+    key's hash tells two apart); a built-in name as it is."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _logits_schema(classes: tuple[int, ...]) -> pa.Schema:
@@ -399,7 +543,7 @@ def train_teacher(
     t0 = time.perf_counter()
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    dev = torch.device("cpu") if TEACHERS[arch].quantum else _device()  # the statevector runs where it was built
+    dev = torch.device("cpu") if teacher_kind(arch).quantum else _device()  # the statevector runs where it was built
     model = make_model(arch, len(dataset.classes), settings.recipe, _shape(dataset)).to(dev)
     fused = {"fused": True} if settings.resolved_optimizer(arch) == "adam-fused" else {}  # else the per-tensor loop
     opt = torch.optim.Adam(model.parameters(), lr=settings.resolved_lr(arch), **fused)
@@ -564,8 +708,8 @@ def get_teacher(
     progress: Callable[[str], None] | None = None,
 ) -> TeacherLogits:
     """The teacher's logits, from the cache when a valid entry exists, else trained now."""
-    if arch not in ARCHS:
-        raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)}")
+    if arch == "none" or (arch not in TEACHERS and ":" not in arch):
+        raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)} or a reference")
     # The teacher sees the images as its recipe says, whatever its student sees; logits
     # are looked up by sample index, so the two need not agree.
     dataset = dataset.with_normalization(settings.normalize)
@@ -633,6 +777,6 @@ def prepare_teacher(
     The sweep's phase 1 runs this once per teacher the grid needs, before any
     student trial starts, so that no two trials train the same teacher.
     """
-    ds = load_dataset(dataset, parse_classes(classes), data_root, download)
+    ds = load_dataset(dataset, parse_classes(classes, n_labels(dataset)), data_root, download)
     teacher = get_teacher(ds, arch, settings, cache_dir, progress)
     return teacher.row(ds, classes), teacher.cached

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from sweep.tables.common import CATEGORIES, FIRST_TEACHERS, STUDENT_NAMES, TABLE
-from workers.config import DATASETS
+from workers.config import DATASETS, STUDENT_KINDS
 from workers.config import TEACHERS as TEACHER_KINDS
 
 
 def _dataset_name(dataset: str) -> str:
+    """A registered dataset's label (a package's too); a reference to the user's as written."""
     return DATASETS[dataset].label if dataset in DATASETS else str(dataset)
 
 
@@ -21,7 +22,11 @@ def _dataset_label(dataset: str, classes: str) -> str:
 
 
 def _teacher_name(teacher: str) -> str:
-    return TEACHER_KINDS[teacher].label if teacher in TEACHER_KINDS else str(teacher).title()
+    """A registered teacher's label; a reference (``PKG.MODULE:CALLABLE``, ``torchvision:NAME``)
+    as written; an unknown name (a kind since removed) title-cased."""
+    if teacher in TEACHER_KINDS:
+        return TEACHER_KINDS[teacher].label
+    return str(teacher) if ":" in str(teacher) else str(teacher).title()
 
 
 def _teacher_kind(teacher: str) -> str:
@@ -56,7 +61,9 @@ def _student_name(r) -> str:
     q = int(r.qubits)
     n_params = getattr(r, "n_params", math.nan)
     p = f"{int(n_params):,}" if pd.notna(n_params) and n_params >= 0 else "?"
-    name = STUDENT_NAMES.get(getattr(r, "student", "amplitude") or "amplitude", "{q} qubit")
+    kind = getattr(r, "student", "amplitude") or "amplitude"
+    own = STUDENT_KINDS[kind].label if kind in STUDENT_KINDS else ""  # a package's kind names itself
+    name = STUDENT_NAMES.get(kind) or own or "{q} qubit"
     return name.format(q=q, d=2**q, p=p)
 
 
