@@ -13,6 +13,8 @@ resumes); editing it gives a new one (its trials run again), in this kernel or t
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +39,25 @@ def reference(obj: Callable | str, field: str = "reference") -> str:
     if not name or "<" in name:
         raise QKDError(f"{field}: {obj!r} has no name to be referred to by: define it with def, or register it "
                        "with qkd_sweep.register(obj, name=...)", field)  # fmt: skip
-    return refs.register(obj, name=f"{name}@{refs.source_hash(obj, 8)}")
+    return refs.register(obj, name=f"{name}@{source_hash(obj)}")
+
+
+def source_hash(obj: Callable, n: int = 8) -> str:
+    """:func:`workers.refs.source_hash`, and for a class whose source ``inspect`` cannot find (one
+    defined in a notebook cell: Python looks for it in ``__main__``'s file, which a kernel does
+    not have) the hash of its bases' names and of each of its functions' sources, so that an
+    edited method gives a new reference there too."""
+    try:
+        inspect.getsource(obj)
+    except (OSError, TypeError):
+        if isinstance(obj, type):
+            parts = [b.__qualname__ for b in obj.__bases__]
+            for key, value in sorted(vars(obj).items()):
+                fn = getattr(value, "__func__", value)  # a classmethod's or staticmethod's function
+                if inspect.isfunction(fn):
+                    parts.append(f"{key}={refs.source_hash(fn, 64)}")
+            return hashlib.sha256(repr(parts).encode()).hexdigest()[:n]
+    return refs.source_hash(obj, n)
 
 
 def with_references(value: Any, field: str = "") -> Any:

@@ -82,6 +82,14 @@ def test_a_callable_becomes_a_reference_that_follows_its_source(registry):
     # One that imports back by name is that name, as a spec would write it; a string is itself.
     assert qkd_sweep.reference(refs.last_line) == "workers.refs:last_line"
     assert qkd_sweep.reference("mymod:fn") == "mymod:fn"
+    # A class whose source inspect cannot find (a notebook cell's: no file for __main__) is
+    # hashed by its methods' code: the same cell twice, one reference; an edited method, another.
+    cells = []
+    for k in (1, 1, 2):
+        ns = {"__name__": "__main__"}
+        exec(compile(f"class Net:\n    def __call__(self, x):\n        return x + {k}\n", f"<cell {k}>", "exec"), ns)
+        cells.append(qkd_sweep.reference(ns["Net"]))
+    assert cells[0] == cells[1] != cells[2] and cells[2].startswith("__main__:Net@")
     # A name the user chose is kept.
     named = _circuit()
     assert qkd_sweep.register(named, "mine") == "__main__:mine" and qkd_sweep.reference(named) == "__main__:mine"
@@ -184,12 +192,16 @@ def test_run_sweep_sends_objects_defined_here_to_the_ray_workers(tmp_path, regis
     # The Ray is restarted with both (its workers' set-up is fixed when it starts); the
     # first circuit's trials are finished already (same source, same reference) and skipped.
     spec["grid"]["circuit"] = [first, edited]
-    both = qkd_sweep.run_sweep(spec, results=tmp_path, num_cpus=2, quiet=True, write_tables=False)
+    both = qkd_sweep.run_sweep(spec, results=tmp_path, num_cpus=2, quiet=True)
     assert len(both) == 2 and (both.status == "ok").all(), both.error.tolist()
     assert sorted(set(both.ansatz)) == sorted({ref, qkd_sweep.reference(edited)})
     assert both.attrs["summary"][0].startswith("sweep api: 2 trials planned, 1 already finished")
     assert set(trials.trial_id) < set(both.trial_id)
     assert set(ray_env._started[2]) == {ref, qkd_sweep.reference(edited)}
+    assert (tmp_path / "api" / "tables.md").is_file(), "the tables are written, as the CLI writes them"
+    # only= takes the callable too; everything it selects is finished, so nothing runs.
+    one = qkd_sweep.run_sweep(spec, results=tmp_path, only={"circuit": edited}, quiet=True)
+    assert one.ansatz.tolist() == [qkd_sweep.reference(edited)] and one.trial_id.isin(both.trial_id).all()
 
 
 def test_connect_ships_objects_in_the_hook_and_restarts_only_its_own_ray(monkeypatch, registry):
