@@ -125,6 +125,29 @@ def test_run_trial_runs_a_local_circuit_and_writes_what_the_cli_writes(tmp_path,
     assert shown.rows["mean"].iloc[0] == pytest.approx(100 * row["test_acc"])
 
 
+def test_run_trial_takes_a_teacher_and_a_dataset_defined_here(tmp_path, registry):
+    import torch
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    def halves():
+        bunch = load_digits()
+        images = torch.tensor(bunch.images / 16.0, dtype=torch.float32)[:, None]
+        labels = torch.tensor(bunch.target)
+        return images[0::2], labels[0::2], images[1::2], labels[1::2]
+
+    def linear(n_classes, image_shape):
+        return nn.Sequential(nn.Flatten(), nn.Linear(image_shape[0] * image_shape[1] * image_shape[2], n_classes))
+
+    row = qkd_sweep.run_trial(dataset=halves, teacher=linear, classes="0-3", qubits=2, backend="statevector",
+                              epochs=1, samples_per_class=10, test_samples_per_class=10, teacher_epochs=1,
+                              out=tmp_path, quiet=True)  # fmt: skip
+    assert row["status"] == "ok", row["error"]
+    assert (row["dataset"], row["teacher"]) == (qkd_sweep.reference(halves), qkd_sweep.reference(linear))
+    assert row["teacher"].startswith("__main__:linear@") and 0 < row["teacher_test_acc"] <= 1
+    assert qkd_sweep.load_results(tmp_path, "teachers").teacher.tolist() == [row["teacher"]]
+
+
 def _bad_circuit(n_qubits):
     return None
 

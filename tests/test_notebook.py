@@ -51,19 +51,26 @@ def test_the_example_notebook_runs_and_shows_its_sweep(tmp_path, monkeypatch):
     # The circuit's reference: the notebook's __main__ and the hash of the function's source as
     # the cell holds it (inspect reads it under ipykernel), so another kernel gives the same one.
     source = code[1].source.split("\n\n\nprint(")[0] + "\n"
-    assert f"__main__:su2_student@{hashlib.sha256(source.encode()).hexdigest()[:8]}" in _text(code[1])
-    trial = _text(code[2])
-    assert "'status': 'ok'" in trial and "complex-statevector" in trial
+    circuit = f"__main__:su2_student@{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+    assert circuit in _text(code[1])
+    shown = _text(code[2])
+    teacher, dataset = (shown.split(f"'__main__:{name}@")[1].split("'")[0] for name in ("tiny_cnn", "digits_8x8"))
+    teacher, dataset = f"__main__:tiny_cnn@{teacher}", f"__main__:digits_8x8@{dataset}"
+    trial = _text(code[3])
+    assert "'status': 'ok'" in trial and "complex-statevector" in trial and dataset in trial
     # The sweep's table as the notebook shows it, and as its results folder holds it.
-    shown = _text(code[3])
-    assert "lenet" in shown and "none" in shown and "test_acc" in shown
+    shown = _text(code[4])
+    assert "tiny_cnn" in shown and "none" in shown and "test_acc" in shown
     trials = pd.read_parquet(tmp_path / "results" / "notebook" / "trials.parquet")
-    assert sorted(trials.teacher) == ["lenet", "none"]
+    assert sorted(trials.teacher) == sorted([teacher, "none"])
     assert (trials.status == "ok").all(), trials.error.tolist()
-    assert trials.ansatz.str.startswith("__main__:su2_student@").all()
+    assert (trials.ansatz == circuit).all() and (trials.dataset == dataset).all()
     assert trials.test_acc.between(0, 1).all() and trials.test_acc.notna().all()
-    lenet = trials[trials.teacher == "lenet"].iloc[0]
-    assert 0 < lenet.teacher_test_acc <= 1
+    assert (trials.n_train == 4 * 20).all() and (trials.n_test == 4 * 20).all()
+    distilled = trials[trials.teacher == teacher].iloc[0]
+    assert 0 < distilled.teacher_test_acc <= 1
+    teachers = pd.read_parquet(tmp_path / "results" / "notebook" / "teachers.parquet")
+    assert teachers.teacher.tolist() == [teacher]
     assert sorted(pd.read_parquet(tmp_path / "results" / "notebook" / "epochs.parquet").epoch) == [1, 1, 2, 2]
-    assert "Teacher: LeNet" in _text(code[5]) or "LeNet" in _text(code[5])
-    assert _text(code[6]).strip() == "epochs: must be an integer >= 1, got 0"
+    assert "tiny_cnn" in _text(code[6])
+    assert _text(code[7]).strip() == "epochs: must be an integer >= 1, got 0"
