@@ -54,6 +54,16 @@ def _option(name: str, value: Any) -> Any:
         raise QKDError(f"{name}: expected {_type_name(hints[name])}, got {show(value)}", name) from None
 
 
+def _forget_user_objects() -> None:
+    """Empty this process's caches of what the user's objects made (a compiled circuit, a
+    dataset's arrays, a checked teacher), kept per reference: an object registered again
+    under a reference of its own choosing (no source hash in it) is then used as it is now."""
+    from workers import config  # noqa: PLC0415
+
+    for cache in (config.user_circuit, config.user_dataset, config.user_teacher):
+        cache.cache_clear()
+
+
 def trial_config(out: str | Path | None = TRIAL_OUT, **options: Any) -> TrialConfig:
     """The validated config ``run_trial(**options)`` runs (nothing run, nothing written)."""
     with one_line_errors():
@@ -81,10 +91,9 @@ def run_trial(
     """
     from sweep.preflight import check_creatable  # noqa: PLC0415 - pandas, pyarrow: only to run
     from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
-    from workers.config import user_circuit  # noqa: PLC0415
     from workers.trial import run_trial as run  # noqa: PLC0415 - torch
 
-    user_circuit.cache_clear()  # an object registered again under its reference is compiled again
+    _forget_user_objects()
     cfg = trial_config(out, **options)
     with one_line_errors():
         if out is not None:
@@ -164,9 +173,8 @@ def run_sweep(
     from sweep.grid import expand  # noqa: PLC0415
     from sweep.plan import select  # noqa: PLC0415
     from sweep.results import TRIALS, read_table  # noqa: PLC0415
-    from workers.config import user_circuit  # noqa: PLC0415
 
-    user_circuit.cache_clear()  # an object registered again under its reference is compiled again
+    _forget_user_objects()
     loaded = load_spec_from(spec)
     filters = _only(only)
 

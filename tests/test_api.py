@@ -125,6 +125,18 @@ def test_run_trial_runs_a_local_circuit_and_writes_what_the_cli_writes(tmp_path,
     assert shown.rows["mean"].iloc[0] == pytest.approx(100 * row["test_acc"])
 
 
+def test_an_object_registered_again_under_its_own_name_is_used_as_it_is_now(registry):
+    """A name chosen by hand carries no source hash: the per-reference caches (the compiled
+    circuit) are emptied by each call, so the second trial runs the second circuit."""
+    options = {**SMALL, "teacher": "none", "epochs": 1, "circuit": "__main__:mine", "out": None, "quiet": True}
+    qkd_sweep.register(_circuit(), "mine")
+    first = qkd_sweep.run_trial(**options)
+    qkd_sweep.register(_circuit(flip=True), "mine")
+    second = qkd_sweep.run_trial(**options)
+    assert first["status"] == second["status"] == "ok"
+    assert second["n_params"] - first["n_params"] == 2  # w: 2 angles, then 4
+
+
 def test_run_trial_takes_a_teacher_and_a_dataset_defined_here(tmp_path, registry):
     import torch
     from sklearn.datasets import load_digits
