@@ -24,12 +24,6 @@ GROUPED = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    yield
-    ray.shutdown()
-
-
 def _write(tmp_path, spec: dict):
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump({**spec, "paths": {"results": str(tmp_path / "results")}}))

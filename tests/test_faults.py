@@ -141,7 +141,7 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert set(epochs.trial_id) == set(after.trial_id) and len(epochs) == 4 * 12
 
 
-def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(tmp_path):
+def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(tmp_path, local_ray):
     spec = {
         "grid": {"dataset": "digits", "classes": "0-3", "teacher": "none", "qubits": 2, "lr": [0.001, 1e300]},
         "trial": {"backend": "statevector", "epochs": 2, "samples_per_class": 12, "test_samples_per_class": 10},

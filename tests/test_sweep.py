@@ -36,12 +36,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    yield
-    ray.shutdown()
-
-
 def write_spec(tmp_path, spec: dict, name: str = "spec.yaml"):
     spec = {**spec, "paths": {"results": str(tmp_path / "results"), **spec.get("paths", {})}}
     path = tmp_path / name

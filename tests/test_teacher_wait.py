@@ -83,13 +83,13 @@ def test_what_ray_cannot_run_is_one_line_and_the_teachers_own_errors_keep_their_
 
 
 # ------------------------------------------------------------------ on a real Ray
-@pytest.fixture(scope="module")
-def local_ray():
+@pytest.fixture
+def local_ray(local_ray):
+    """The process's shared Ray (conftest), started here if no test has started it yet."""
     from sweep.driver import connect
 
     connect(num_cpus=2)  # loopback only, as every Ray these tests start
-    yield
-    ray.shutdown()
+    return local_ray
 
 
 def test_a_teachers_heartbeat_reaches_the_driver_under_its_task_id(local_ray):

@@ -12,12 +12,6 @@ ray = pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    yield
-    ray.shutdown()
-
-
 def test_each_trial_is_an_mlflow_run_with_its_metrics_per_epoch(tmp_path, local_ray):
     db = tmp_path / "mlflow.db"
     spec = {

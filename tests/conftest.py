@@ -1,0 +1,151 @@
+"""What the whole suite shares: one local Ray per test process, and a run in parallel
+(``pytest -n N --dist loadgroup``, as ``make test`` does) that is as safe as a serial one.
+
+Several local Rays on one machine, one per xdist worker and one per ``qkd-sweep sweep``
+subprocess, do not collide: each picks free ports and its own session folder under the
+temp dir. What they share is the home folder :func:`sweep.ray_env._quiet_home` gives the Ray
+processes, where Ray keeps the token of its token authentication (``~/.ray/auth_token``),
+written by the first Ray that finds none; two Rays starting at once in a fresh home would
+each write their own, and the workers of one would then present the other's. The token is
+written here once, before any test runs.
+
+Tests that ask for ``local_ray`` share the Ray of their process (started by the first
+sweep or ``connect`` that needs one, kept for the next test, shut down when the session
+ends) and run in one xdist group, so that they start one Ray, not one per worker. A test
+that starts a Ray of its own without that fixture is safe in any worker too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+
+import pytest
+
+#: The xdist group of the tests that share their process's local Ray.
+RAY_GROUP = "local-ray"
+
+
+def _write_ray_token() -> None:
+    """Ray's token in the Ray processes' home, written whole (a temporary file linked into
+    place) and only if there is none yet, so that concurrent sessions agree on it."""
+    from sweep.ray_env import _quiet_home  # noqa: PLC0415
+
+    folder = os.path.join(_quiet_home(), ".ray")
+    os.makedirs(folder, exist_ok=True)
+    token = os.path.join(folder, "auth_token")
+    if os.path.exists(token):
+        return
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".auth_token.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))  # what ray's generate_new_authentication_token writes
+        try:
+            os.link(tmp, token)  # fails if another process got there first: its token stands
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Ray starts its workers at nice 15 (RAY_worker_niceness), below the test process that
+    # waits for them; on a machine shared with other work that makes a sweep in a test crawl
+    # while its driver idles. The tests' Rays (and the sweeps they start as subprocesses)
+    # run their workers at the driver's priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _write_ray_token()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """Every test that shares its process's Ray into one xdist group (``--dist loadgroup``)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        if "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if hasattr(config, "workerinput"):  # an xdist worker: the long units first, spread out
+        items[:] = _long_first(items)
+    result = yield
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        _group_ids(items)
+    return result
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a module-scoped fixture of its own module (a teacher trained once
+    for the module, figures drawn once): its module's tests then run on one worker, which
+    builds that fixture once, as a serial run does, instead of once per worker."""
+    module = item.nodeid.split("::")[0]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        for d in defs:
+            if d.scope == "module" and d.baseid == module:
+                return True
+    return False
+
+
+def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The order in which xdist hands out the tests: the shared-Ray group first (the longest
+    unit), then the slow and cluster tests and the other groups spread over the first half of
+    the rest (each file's order kept), so that the long units start early, without ending the
+    run on one busy worker, and not all at once: each of them starts a Ray or trains, and a
+    handful starting together on two cores would each take minutes to get going."""
+
+    def rank(item: pytest.Item) -> int:
+        if any(m.args[:1] == (RAY_GROUP,) for m in item.iter_markers("xdist_group")):
+            return 0
+        return 1 if any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 2
+
+    ranked: list[list[pytest.Item]] = [[], [], []]
+    for item in items:
+        ranked[rank(item)].append(item)
+    first, long, rest = ranked
+    units: list[list[pytest.Item]] = []  # a group is one unit: its tests stay together
+    for item in long:
+        group = [m.args[:1] for m in item.iter_markers("xdist_group")]
+        if units and group and group == [m.args[:1] for m in units[-1][0].iter_markers("xdist_group")]:
+            units[-1].append(item)
+        else:
+            units.append([item])
+    step = max(1, len(rest) // (2 * len(units))) if units else 0
+    out = list(first)
+    for i, unit in enumerate(units):
+        out += unit + rest[i * step : (i + 1) * step]
+    return out + rest[len(units) * step :]
+
+
+def _group_ids(items: list[pytest.Item]) -> None:
+    """The ``@group`` suffix on the test ids by which the xdist controller keeps a group on one
+    worker. xdist (3.8) writes it to ``item._nodeid``, which pytest 9.2 no longer reads (an
+    item's id is ``item._id``): without this every group would be spread over the workers."""
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})  # fmt: skip
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId  # noqa: PLC0415
+
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
+@pytest.fixture(scope="session")
+def _session_ray():
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(_session_ray):
+    """This process's local Ray, shared: a test's sweep starts it if none is running (or
+    restarts it, as :func:`sweep.ray_env.connect` does, for a sweep that needs another set-up
+    hook), and it stays up for the next test; it is shut down when the session ends."""
+    return None
