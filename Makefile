@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
+# The suite mostly waits (Ray starting, sweeps in subprocesses), so it runs on more workers
+# than cores; tests that share a Ray or a module's costly fixture keep to one worker
+# (tests/conftest.py). `make test PYTEST_PARALLEL=` runs it in one process.
+PYTEST_PARALLEL ?= -n 4 --dist loadgroup
 
 .PHONY: install test test-fast lint sweep validate bench clean
 
@@ -23,11 +27,11 @@ $(STAMP): pyproject.toml
 
 # Fast suite plus the slow end-to-end Aer runs; CI runs exactly this.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Without the slow marks: the quick inner loop.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow and not cluster' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'not slow and not cluster' $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sweep workers tests
