@@ -10,9 +10,10 @@ each write their own, and the workers of one would then present the other's. The
 written here once, before any test runs.
 
 Tests that ask for ``local_ray`` share the Ray of their process (started by the first
-sweep or ``connect`` that needs one, kept for the next test, shut down when the session
-ends) and run in one xdist group, so that they start one Ray, not one per worker. A test
-that starts a Ray of its own without that fixture is safe in any worker too.
+sweep or ``connect`` that needs one, kept for the next such test, shut down after the last
+of a run of them) and form one xdist group, run one after another on one worker, so that
+they start one Ray between them. A test that starts a Ray of its own without that fixture
+is safe in any worker too.
 """
 
 from __future__ import annotations
@@ -135,17 +136,20 @@ def _group_ids(items: list[pytest.Item]) -> None:
             item._id = NodeId.parse(item.nodeid + suffix)
 
 
-@pytest.fixture(scope="session")
-def _session_ray():
-    yield
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The shared Ray is shut down after the last of a run of tests that use it, so that a
+    test after them finds no Ray in its process, as it would in a run of its file alone."""
+    if "local_ray" in item.fixturenames and (nextitem is None or "local_ray" not in nextitem.fixturenames):
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
 
 
 @pytest.fixture
-def local_ray(_session_ray):
-    """This process's local Ray, shared: a test's sweep starts it if none is running (or
-    restarts it, as :func:`sweep.ray_env.connect` does, for a sweep that needs another set-up
-    hook), and it stays up for the next test; it is shut down when the session ends."""
+def local_ray():
+    """This process's local Ray, shared by consecutive tests that ask for it (one xdist group):
+    a test's sweep starts it if none is running (or restarts it, as
+    :func:`sweep.ray_env.connect` does, for a sweep that needs another set-up hook), and it
+    stays up for the next such test; it is shut down after the last of them."""
     return None
