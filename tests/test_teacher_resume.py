@@ -37,6 +37,7 @@ SETTINGS = dict(epochs=EPOCHS, recipe="paper-code", keep="best_test", batch_size
 SCRIPT = textwrap.dedent(
     """
     import sys
+    import time
     import torch
     from torch import nn
     import workers.teachers as teachers
@@ -54,7 +55,14 @@ SCRIPT = textwrap.dedent(
     teachers.MODELS["paper-code"]["lenet"] = small
     ds = load_dataset("digits", (1, 4, 7))
     settings = TeacherSettings(**{settings!r})
-    teachers.get_teacher(ds, "lenet", settings, sys.argv[1], lambda line: print(line, flush=True))
+    kill_after = sys.argv[2] if len(sys.argv) > 2 else None
+
+    def progress(line):
+        print(line, flush=True)
+        if kill_after and line.startswith("epoch " + kill_after + "/"):
+            time.sleep(3600)  # the checkpoint of that epoch is on disk: wait here for the SIGKILL
+
+    teachers.get_teacher(ds, "lenet", settings, sys.argv[1], progress)
     print("done", flush=True)
     """
 )
@@ -64,7 +72,10 @@ def _run(cache: Path, kill_after: int | None = None) -> list[str]:
     """The script's output lines; with ``kill_after``, SIGKILL once that epoch's line is out."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="default")
     code = SCRIPT.format(settings=SETTINGS)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cache)], stdout=subprocess.PIPE,
+    args = [str(cache)] + ([str(kill_after)] if kill_after is not None else [])
+    # The child stops after printing epoch ``kill_after``'s line, so the kill lands at that
+    # point however late this process reads the line (under load it could land anywhere).
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
     lines = []
     assert proc.stdout is not None
@@ -265,3 +276,46 @@ def test_fuzzed_cache_files_are_read_or_refused_never_a_traceback(tmp_path, data
         warnings.simplefilter("ignore")
         read = teachers._read_logits(location(logits), digits)
     assert read is None or (read[0].shape == (len(digits.train), 3) and read[1].shape == (len(digits.test), 3))
+
+
+def test_a_killed_writers_temporaries_are_removed_and_a_live_ones_kept(tmp_path):
+    """atomic_write names its temporary after its host and pid; a rebuild of the entry removes
+    the leftovers of a writer that was killed (its pid is gone) and nothing else."""
+    from workers import io as wio
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = wio._HOST
+    names = {
+        "killed": f".weights.safetensors~{host}~{dead.pid}~abc123.tmp",
+        "live": f".logits.parquet~{host}~{os.getpid()}~def456.tmp",
+        "other host": f".meta.json~not-{host}~{dead.pid}~ghi789.tmp",
+        "not ours": ".something.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half")
+    assert wio.remove_stale_temporaries(tmp_path) == [names["killed"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "killed")
+
+    # atomic_write's own temporaries carry the pattern the cleaner reads.
+    seen = []
+    wio.atomic_write(tmp_path / "x.bin", lambda tmp: (seen.append(Path(tmp).name), Path(tmp).write_bytes(b"1")))
+    m = wio._TEMPORARY.match(seen[0])
+    assert m and (m["name"], m["host"], int(m["pid"])) == ("x.bin", host, os.getpid())
+
+
+def test_a_teacher_rebuilt_after_a_kill_mid_write_leaves_no_temporary(tmp_path):
+    """A SIGKILL that lands while the final weights are being written leaves a temporary; the
+    next training of that entry removes it before it starts."""
+    lines = _run(tmp_path, kill_after=1)
+    folder = _entry(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    from workers import io as wio
+
+    leftover = folder / f".weights.safetensors~{wio._HOST}~{dead.pid}~zz.tmp"
+    leftover.write_bytes(b"half-written")
+    lines = _run(tmp_path)
+    assert f"resuming lenet from epoch 1/{EPOCHS}" in lines and "done" in lines
+    assert not leftover.exists()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]

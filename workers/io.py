@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -203,7 +205,9 @@ def atomic_write(path: str | Path | Location, write: Callable[[str], None]) -> N
     if loc.is_local:
         local = loc.local_path
         local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".tmp", dir=local.parent)
+        # The writer's host and pid in the name: a killed writer's leftover is recognisably
+        # stale (remove_stale_temporaries), a live one's is left alone.
+        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}~{_HOST}~{os.getpid()}~", suffix=".tmp", dir=local.parent)
         os.close(fd)
         try:
             write(tmp)
@@ -217,6 +221,36 @@ def atomic_write(path: str | Path | Location, write: Callable[[str], None]) -> N
         tmp = os.path.join(d, loc.name)
         write(tmp)
         loc.write_bytes(Path(tmp).read_bytes())
+
+
+_HOST = socket.gethostname().replace("~", "-")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~[^~]*\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path | Location) -> list[str]:
+    """Delete the temporaries :func:`atomic_write` left in ``folder`` when its process was
+    killed mid-write: those written on this host by a process that no longer runs. A live
+    writer's, or another host's, are left alone. Returns the names removed."""
+    loc = location(folder)
+    if not loc.is_local or not loc.local_path.is_dir():
+        return []
+    removed = []
+    for p in sorted(loc.local_path.glob(".*.tmp")):
+        m = _TEMPORARY.match(p.name)
+        if m and m["host"] == _HOST and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def write_parquet(table: pa.Table, path: str | Path | Location) -> None:

@@ -89,7 +89,7 @@ from workers.config import (
     user_dataset,
 )
 from workers.data import Dataset, Split, load_dataset
-from workers.io import Location, atomic_write, location, write_json, write_parquet
+from workers.io import Location, atomic_write, location, remove_stale_temporaries, write_json, write_parquet
 from workers.provenance import code_version
 
 log = logging.getLogger(__name__)
@@ -739,6 +739,7 @@ def get_teacher(
         if model is None:
             from safetensors.torch import save_file  # noqa: PLC0415
 
+            remove_stale_temporaries(folder)  # a killed writer's half-written files, never read
             training = train_teacher(dataset, arch, settings, progress, folder / CHECKPOINT, digest)
             model, test_accs = training.model, training.test_accs
             t0 -= training.earlier_seconds  # epochs an earlier process trained count too
