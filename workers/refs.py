@@ -101,11 +101,18 @@ def source_hash(obj: Callable, n: int = 12) -> str:
     for cache keys: editing the callable gives a new key. Falls back to the code object's
     bytes, then to the qualified name, where no source can be read."""
     try:
-        text = inspect.getsource(obj)
+        data = inspect.getsource(obj).encode()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
-        text = repr((code.co_code, code.co_consts)) if code is not None else getattr(obj, "__qualname__", repr(obj))
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+        data = _code_text(code).encode() if code is not None else str(getattr(obj, "__qualname__", repr(obj))).encode()
+    return hashlib.sha256(data).hexdigest()[:n]
+
+
+def _code_text(code) -> str:
+    """A code object's bytecode, names and constants, nested code objects included, as text
+    that is the same in every process (a nested code object's repr holds its address)."""
+    consts = [_code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return repr((code.co_code.hex(), code.co_names, code.co_varnames, consts))
 
 
 __all__ = ["REGISTERED", "RefError", "is_reference", "last_line", "reference_of", "register", "resolve", "source_hash"]
