@@ -49,6 +49,7 @@ from sweep.grid import TeacherJob
 from sweep.lock import SweepLock
 from sweep.plan import FINISHED, finished_hashes, plan, select
 from sweep.preflight import check_caches, check_creatable, check_resources, check_writable, preflight
+from sweep.progress import teacher_outlook
 from sweep.ray_env import connect, loopback_only
 from sweep.recorder import Recorder
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, compact, remove_table
@@ -141,7 +142,9 @@ def run_sweep(
     jobs = grid.teacher_jobs(pending)
     # The first line, before Ray's start (seconds): what will run.
     where = "on 127.0.0.1" if local else f"at {address or os.environ.get('RAY_ADDRESS')}"
-    progress(f"sweep {spec.name}: {len(jobs)} teacher(s) to train or find cached, then "
+    outlook = teacher_outlook(jobs, spec.cache_dir) if jobs else ""
+    progress(f"sweep {spec.name}: {len(jobs)} teacher(s) to train or find cached"
+             f"{f' ({outlook})' if outlook else ''}, then "
              f"{spec.search.num_samples if spec.search else len(pending)} student trials "
              f"({skipped} already finished); starting Ray {where}")  # fmt: skip
     # A cluster address that does not answer fails here, in bounded time.

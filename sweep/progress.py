@@ -84,3 +84,71 @@ class TeacherProgress:
     def close(self) -> None:
         for i in list(self.bars):
             self.finished(i)
+
+
+def teacher_outlook(jobs: list, cache_dir) -> str:
+    """What phase 1 will cost, as far as the teacher cache tells before anything loads: the
+    teachers already cached, and for the others the time earlier trainings of the same
+    architecture on the same dataset and classes took per epoch (any settings), scaled to
+    this one's epochs. Reads only the entries' ``meta.json``; no data, no torch."""
+    import json  # noqa: PLC0415
+    import math  # noqa: PLC0415
+
+    from workers.config import TEACHERS, parse_classes, trained_as_one  # noqa: PLC0415
+    from workers.io import location  # noqa: PLC0415
+
+    root = location(cache_dir) / "teachers"
+    cached = timed = untimed = 0
+    seconds = 0.0
+    for job in jobs:
+        settings, arch = job.settings, job.arch
+        if arch in TEACHERS and not trained_as_one(arch, settings.recipe):
+            continue  # assembled from its members' logits: no training of its own
+        try:
+            classes = "-".join(str(c) for c in parse_classes(job.classes))
+        except Exception:  # noqa: BLE001 - a user dataset's labels: the estimate is only a hint
+            classes = job.classes
+        name = arch if arch.replace("-", "").isalnum() else "*"
+        epochs = settings.resolved_epochs(job.dataset, arch)
+        want = {"epochs": epochs, "lr": settings.resolved_lr(arch), "batch_size": settings.batch_size,
+                "optimizer": settings.resolved_optimizer(arch), "seed": settings.seed}  # fmt: skip
+        rates, hit = [], False
+        folder = root / (job.dataset if job.dataset.replace("-", "").isalnum() else "*") / classes
+        try:
+            metas = sorted(folder.local_path.glob(f"{name}-seed*-*/meta.json")) if folder.is_local else []
+        except OSError:
+            metas = []
+        for path in metas:
+            try:
+                meta = json.loads(path.read_text())
+                key, spent = meta["key"], float(meta["train_seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            same = all(key.get(k) == v for k, v in want.items())
+            same = same and key.get("recipe_name", "default") == settings.recipe
+            if same and (path.parent / "logits.parquet").exists():
+                hit = True
+                break
+            if isinstance(key.get("epochs"), int) and key["epochs"] > 0 and math.isfinite(spent) and spent > 0:
+                rates.append(spent / key["epochs"])
+        if hit:
+            cached += 1
+        elif rates:
+            timed += 1
+            seconds += sorted(rates)[len(rates) // 2] * epochs
+        else:
+            untimed += 1
+    parts = [f"{cached} cached"] if cached else []
+    if timed:
+        parts.append(f"{timed} to train in about {_duration(seconds)} (earlier trainings in the cache)")
+    if untimed:
+        parts.append(f"{untimed} to train, not timed before")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -2,6 +2,7 @@
 pipe, no escape codes and no Ray task prefixes; bars on a terminal; the tasks' every line
 with --verbose."""
 
+import json
 import re
 
 import pytest
@@ -70,7 +71,45 @@ def test_a_piped_sweep_prints_few_plain_lines(tmp_path):
     assert not ESCAPE.search(text)
     assert "_teacher_task pid=" not in text
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("sweep piped: 1 teacher(s) to train or find cached, then 2 student trials")
+    assert first.startswith(
+        "sweep piped: 1 teacher(s) to train or find cached (1 to train, not timed before), then 2 student trials"
+    )
     epochs = [line for line in proc.stdout.splitlines() if "teacher lenet" in line and ": epoch " in line]
     assert 1 <= len(epochs) <= 10, epochs
     assert len(proc.stdout.splitlines()) <= 40, proc.stdout
+
+
+def _meta(cache, arch, digest, epochs, seconds, lr=1e-3, logits=True, **extra):
+    folder = cache / "teachers" / "digits" / "0-1-2-3-4-5" / f"{arch}-seed0-{digest}"
+    folder.mkdir(parents=True)
+    key = {"dataset": "digits", "arch": arch, "seed": 0, "epochs": epochs, "lr": lr, "batch_size": 128,
+           "optimizer": "adam"} | extra  # fmt: skip
+    (folder / "meta.json").write_text(json.dumps({"key": key, "train_seconds": seconds}))
+    if logits:
+        (folder / "logits.parquet").write_bytes(b"x")
+
+
+def test_the_first_line_says_what_the_cache_knows_of_the_teachers(tmp_path):
+    """Cached teachers are counted; the others are estimated from earlier trainings of the same
+    architecture, dataset and classes (per epoch, scaled), or said to be untimed; an ensemble
+    assembled from its members costs nothing of its own."""
+    from sweep.grid import TeacherJob
+    from sweep.progress import teacher_outlook
+    from workers.config import TeacherSettings
+
+    settings = TeacherSettings()  # digits: lenet 40 epochs at 1e-3, alexnet 20 at 1e-4
+    jobs = [TeacherJob("digits", "0-5", arch, settings) for arch in ("lenet", "alexnet", "ensemble")]
+    assert teacher_outlook(jobs, tmp_path) == "2 to train, not timed before"
+
+    _meta(tmp_path, "alexnet", "aaaa", epochs=10, seconds=90.0, lr=1e-4)  # other epochs: a rate, 9 s/epoch
+    assert teacher_outlook(jobs, tmp_path) == (
+        "1 to train in about 3 min (earlier trainings in the cache); 1 to train, not timed before"
+    )
+    _meta(tmp_path, "lenet", "bbbb", epochs=40, seconds=30.0)  # the same settings, complete: cached
+    assert teacher_outlook(jobs, tmp_path).startswith("1 cached; 1 to train in about 3 min")
+    _meta(tmp_path, "alexnet", "cccc", epochs=20, seconds=150.0, lr=1e-4, logits=False)  # no logits: not cached
+    assert teacher_outlook(jobs, tmp_path).startswith("1 cached; 1 to train in about")
+    broken = tmp_path / "teachers" / "digits" / "0-1-2-3-4-5" / "alexnet-seed0-dddd"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{not json")  # a damaged meta is no estimate, and no error
+    assert "1 cached" in teacher_outlook(jobs, tmp_path)
