@@ -334,3 +334,16 @@ def test_trial_with_a_missing_module_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and "circuit: " in err and "no_such_module_qkd" in err
     assert not out.exists()
+
+
+def test_tables_name_a_circuit_student_by_its_circuit():
+    """The Architecture column says which circuit a circuit student ran (its ansatz column
+    holds the reference), not only its qubits."""
+    from sweep.tables.labels import _student_name
+
+    class Row:
+        student, qubits, n_params, ansatz = "circuit", 3, 40, "mymod:su2"
+
+    assert _student_name(Row) == "Quantum (mymod:su2), 3 qubit"
+    Row.ansatz = ""
+    assert _student_name(Row) == "Quantum (the user's circuit), 3 qubit"

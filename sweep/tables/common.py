@@ -21,6 +21,7 @@ STUDENT_NAMES = {
     "cnn-angle": "Quantum (CNN + angle encoding), {q} qubit",
     "cnn-classical": "Classical control (CNN + linear {q}→{d}), {q}-qubit shape",
     "classical": "Classical, {p} parameters ({q}-qubit size)",
+    "circuit": "Quantum ({c}), {q} qubit",
 }
 #: Teachers in the paper's order (AlexNet, LeNet, Ensemble), then every other registered kind.
 FIRST_TEACHERS = ("none", "alexnet", "lenet", "ensemble")

@@ -64,7 +64,8 @@ def _student_name(r) -> str:
     kind = getattr(r, "student", "amplitude") or "amplitude"
     own = STUDENT_KINDS[kind].label if kind in STUDENT_KINDS else ""  # a package's kind names itself
     name = STUDENT_NAMES.get(kind) or own or "{q} qubit"
-    return name.format(q=q, d=2**q, p=p)
+    circuit = getattr(r, "ansatz", "") or "the user's circuit"  # a circuit student's ansatz is its reference
+    return name.format(q=q, d=2**q, p=p, c=circuit)
 
 
 def _architecture(r, show: dict[str, bool]) -> str:
