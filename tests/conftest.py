@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 
@@ -27,6 +28,8 @@ import pytest
 
 #: The xdist group of the tests that share their process's local Ray.
 RAY_GROUP = "local-ray"
+#: The temporary root this conftest made for an xdist run (removed if the run passes).
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 def _write_ray_token() -> None:
@@ -51,7 +54,15 @@ def _write_ray_token() -> None:
         os.unlink(tmp)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None) and not config.option.basetemp:
+        # xdist puts each worker's temporary folders under <basetemp>/popen-gwN, ten characters
+        # more than a serial run's: a test comparing a message that shortens long values
+        # (reprlib's 80 characters, sweep.spec.show) then sees its own tmp_path shortened. A
+        # short root of the run's own, removed when the run passes, keeps the serial lengths.
+        config.option.basetemp = tempfile.mkdtemp(prefix="qkd-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
     # Ray starts its workers at nice 15 (RAY_worker_niceness), below the test process that
     # waits for them; on a machine shared with other work that makes a sweep in a test crawl
     # while its driver idles. The tests' Rays (and the sweeps they start as subprocesses)
@@ -59,6 +70,32 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RAY_worker_niceness", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _write_ray_token()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own and exitstatus == 0:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_alone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Under xdist, a ``cluster`` test (a two-node Ray and a sweep on it, in bounded time)
+    runs while no ``slow`` test (a sweep in a subprocess, Aer training) does: an exclusive
+    lock for the one, shared ones for the others, on a file all the workers see."""
+    marks = {m.name for m in request.node.iter_markers()} & {"cluster", "slow"}
+    if not marks or not hasattr(request.config, "workerinput"):
+        yield
+        return
+    import fcntl  # noqa: PLC0415
+
+    lock = tmp_path_factory.getbasetemp().parent / "heavy.lock"  # <basetemp>/popen-gwN/..
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if "cluster" in marks else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.hookimpl(wrapper=True)
