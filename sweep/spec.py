@@ -74,8 +74,8 @@ TRIAL_FIELDS: dict[str, Any] = {
 
 SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search", "tracking")
 TEACHER_KEYS = {
-    "epochs": int | None,
-    "lr": float | None,
+    "epochs": int | str | None,  # a number, or per teacher: "10,alexnet=5"
+    "lr": float | str | None,
     "batch_size": int,
     "seed": int,
     "recipe": str,

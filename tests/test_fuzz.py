@@ -614,8 +614,10 @@ def test_finding_integer_too_long_to_print_is_one_line(tmp_path):
 
 def test_finding_duplicate_key_is_an_error_naming_the_line(tmp_path):
     """The safe loader kept the last of two `trial:` sections silently; the first one's settings were lost."""
-    line = validate_one_line(tmp_path, SHIPPED["quickstart.yaml"] + "trial:\n  epochs: 1\n")
-    assert "malformed YAML" in line and "key 'trial' is given twice" in line and "line 3" in line
+    text = SHIPPED["quickstart.yaml"]
+    line = validate_one_line(tmp_path, text + "trial:\n  epochs: 1\n")
+    second = len(text.splitlines()) + 1  # the line of the second `trial:`
+    assert "malformed YAML" in line and "key 'trial' is given twice" in line and f"line {second}," in line
     line = validate_one_line(tmp_path, spec_text(seed="{a: 1, a: 2}"))
     assert "key 'a' is given twice" in line
 

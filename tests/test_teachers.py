@@ -415,3 +415,39 @@ def test_per_architecture_optimizer_keys_only_the_named_teacher(digits):
         with pytest.raises(ConfigError, match="teacher_optimizer") as info:
             TrialConfig(teacher="lenet", teacher_settings=TeacherSettings(optimizer=bad)).validate()
         assert words in str(info.value)
+
+
+def test_epochs_and_lr_per_teacher_key_each_teacher_by_its_own_values():
+    """``epochs: "10,alexnet=5"`` (and ``lr`` likewise): each teacher's cache key and each
+    trial's hash hold only that teacher's values, so changing AlexNet's leaves LeNet's trials
+    and cache entry as they were; bad texts are one line naming the field."""
+    from workers.config import ConfigError, TrialConfig
+
+    digits = load_dataset("digits", (0, 1, 2))
+    per = TeacherSettings(epochs="10,alexnet=5", lr="3e-3,alexnet=3e-4")
+    flat = TeacherSettings(epochs=10, lr=3e-3)
+    assert (per.resolved_epochs("digits", "lenet"), per.resolved_epochs("digits", "alexnet")) == (10, 5)
+    assert (per.resolved_lr("lenet"), per.resolved_lr("alexnet")) == (3e-3, 3e-4)
+    only_alex = TeacherSettings(epochs="alexnet=5")  # no default: the recipe's for the others
+    assert only_alex.resolved_epochs("digits", "lenet") == TeacherSettings().resolved_epochs("digits", "lenet")
+    assert teacher_key(digits, "lenet", per) == teacher_key(digits, "lenet", flat)
+    assert teacher_key(digits, "alexnet", per)[0]["epochs"] == 5
+    assert teacher_key(digits, "alexnet", per)[0]["lr"] == 3e-4
+
+    def trial_hash(teacher, settings):
+        return TrialConfig(teacher=teacher, teacher_settings=settings).validate().config_hash()
+
+    assert trial_hash("lenet", per) == trial_hash("lenet", flat)
+    assert trial_hash("alexnet", per) == trial_hash("alexnet", TeacherSettings(epochs=5, lr=3e-4))
+    other = TeacherSettings(epochs="10,alexnet=6", lr="3e-3,alexnet=3e-4")
+    assert trial_hash("lenet", other) == trial_hash("lenet", per) and trial_hash("alexnet", other) != trial_hash(
+        "alexnet", per
+    )
+    # an ensemble assembled from its members is decided by both members' values
+    assert trial_hash("ensemble", other) != trial_hash("ensemble", per)
+    for field, bad, words in [("epochs", "10,5", "ARCH=VALUE"), ("epochs", "resnet=3", "names no teacher"),
+                              ("epochs", "alexnet=2.5", "'2.5'"), ("epochs", "alexnet=0", "'0'"),
+                              ("lr", "1e-3,alexnet=-1", "'-1'"), ("lr", "fast", "'fast'")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"^teacher_{field}: ") as info:
+            TrialConfig(teacher="lenet", teacher_settings=TeacherSettings(**{field: bad})).validate()
+        assert words in str(info.value) and "\n" not in str(info.value)

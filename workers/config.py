@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,25 +188,65 @@ TEACHER_KEEPS = ("last", "best_test")
 TEACHER_OPTIMIZERS = ("adam", "adam-fused")
 
 
+def parse_per_teacher(field: str, text: object, value: Callable[[str], Any], what: str) -> tuple[Any, dict[str, Any]]:
+    """A default and per-architecture values, ``DEFAULT,ARCH=VALUE,...`` (either part may be
+    left out): the value for every teacher, and the ones that differ by name. ``value``
+    parses one value, raising ValueError; ``what`` says what a value is, for the one line."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(field, f"unknown value {text!r}; {what}")
+    default, by_arch = None, {}
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        arch, eq, raw = part.rpartition("=")
+        if eq and arch not in TEACHERS and ":" not in arch:
+            raise ConfigError(field, f"{part!r} names no teacher; choose from {list(TEACHERS)}")
+        if not eq and i > 0:
+            raise ConfigError(field, f"{part!r}: after the default, give ARCH=VALUE; {what}")
+        try:
+            parsed = value(raw.strip())
+        except (TypeError, ValueError):
+            raise ConfigError(field, f"unknown value {raw!r}; {what} (or ARCH=VALUE after the default)") from None
+        if eq:
+            by_arch[arch] = parsed
+        else:
+            default = parsed
+    return default, by_arch
+
+
+def _optimizer_value(text: str) -> str:
+    if text not in TEACHER_OPTIMIZERS:
+        raise ValueError(text)
+    return text
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str):
+        v = kind(text)
+        if not (v > 0) or (kind is float and not math.isfinite(v)):
+            raise ValueError(text)
+        return v
+
+    return parse
+
+
 def parse_optimizer(text: object) -> tuple[str, dict[str, str]]:
     """``adam``, or a default and per-architecture choices, ``adam,alexnet=adam-fused``: the
     optimizer for every teacher, and the ones that differ by name (so that a spec's AlexNet
     takes the fused kernel while its LeNet keeps the key it was cached under)."""
-    if not isinstance(text, str) or not text:
-        raise ConfigError("teacher_optimizer", f"unknown value {text!r}; choose one of {list(TEACHER_OPTIMIZERS)}")
-    default, by_arch = "adam", {}
-    for i, part in enumerate(p.strip() for p in text.split(",")):
-        arch, eq, value = part.rpartition("=")
-        if eq and arch not in TEACHERS and ":" not in arch:
-            raise ConfigError("teacher_optimizer", f"{part!r} names no teacher; choose from {list(TEACHERS)}")
-        if value not in TEACHER_OPTIMIZERS or (not eq and i > 0):
-            raise ConfigError("teacher_optimizer", f"unknown value {value!r}; choose one of {list(TEACHER_OPTIMIZERS)}"
-                              " (or ARCH=VALUE after the default)")  # fmt: skip
-        if eq:
-            by_arch[arch] = value
-        else:
-            default = value
-    return default, by_arch
+    default, by_arch = parse_per_teacher("teacher_optimizer", text, _optimizer_value,
+                                         f"choose one of {list(TEACHER_OPTIMIZERS)}")  # fmt: skip
+    return default or "adam", by_arch
+
+
+def parse_teacher_number(field: str, value: object, kind: type) -> tuple[Any, dict[str, Any]]:
+    """A teacher's ``epochs`` or ``lr``: ``None`` (the recipe's default), a number, or a
+    default and per-architecture numbers, ``"10,alexnet=5"`` (:func:`parse_per_teacher`)."""
+    if value is None:
+        return None, {}
+    if isinstance(value, str):
+        return parse_per_teacher(field, value, _positive(kind), f"a number > 0{' (whole)' if kind is int else ''}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(field, f"must be a number or DEFAULT,ARCH=VALUE, got {value!r}")
+    return value, {}
 
 
 @dataclass(frozen=True)
@@ -389,8 +430,10 @@ class TeacherSettings:
     for the tiny ``digits`` set, a few passes over MNIST-sized sets).
     """
 
-    epochs: int | None = None
-    lr: float | None = None
+    #: A number, or a default and per-architecture values, ``"10,alexnet=5"``
+    #: (:func:`parse_teacher_number`); ``None``: the recipe's default.
+    epochs: int | str | None = None
+    lr: float | str | None = None
     batch_size: int = 128
     seed: int = 0
     recipe: str = "default"
@@ -418,8 +461,11 @@ class TeacherSettings:
         return self.recipe != "paper-code"
 
     def resolved_epochs(self, dataset: str, arch: str) -> int:
-        if self.epochs is not None:
-            return self.epochs
+        default, by_arch = parse_teacher_number("teacher_epochs", self.epochs, int)
+        if arch in by_arch:
+            return by_arch[arch]
+        if default is not None:
+            return default
         if self.recipe == "paper-code":
             return 10
         if dataset == "digits":  # ~540 images: many passes for enough steps
@@ -427,8 +473,11 @@ class TeacherSettings:
         return 5 if arch == "lenet" else 3
 
     def resolved_lr(self, arch: str) -> float:
-        if self.lr is not None:
-            return self.lr
+        default, by_arch = parse_teacher_number("teacher_lr", self.lr, float)
+        if arch in by_arch:
+            return by_arch[arch]
+        if default is not None:
+            return default
         if self.recipe == "paper-code":
             return 1e-3
         # AlexNet's two 4096-wide layers are unstable at LeNet's rate.
@@ -760,12 +809,14 @@ class TrialConfig:
         if self.report_epoch == "best_val" and not self.val_samples_per_class:
             raise ConfigError("report_epoch", "best_val needs a validation split; set val_samples_per_class >= 1")
         ts = self.teacher_settings
-        if ts.epochs is not None:
+        if ts.epochs is not None and not isinstance(ts.epochs, str):
             positive_int("teacher_epochs", ts.epochs, 1)
+        parse_teacher_number("teacher_epochs", ts.epochs, int)
         positive_int("teacher_seed", ts.seed, 0)
         positive_int("teacher_batch_size", ts.batch_size, 1)
-        if ts.lr is not None and ts.lr <= 0:
+        if isinstance(ts.lr, (int, float)) and not isinstance(ts.lr, bool) and ts.lr <= 0:
             raise ConfigError("teacher_lr", f"must be > 0, got {ts.lr!r}")
+        parse_teacher_number("teacher_lr", ts.lr, float)
         choice("teacher_recipe", TEACHER_RECIPES, ts.recipe)
         choice("teacher_keep", TEACHER_KEEPS, ts.keep)
         parse_optimizer(ts.optimizer)
@@ -849,6 +900,14 @@ class TrialConfig:
             # The optimizer this trial's teacher takes, so a per-architecture choice leaves
             # the other teachers' trials with the hashes they had.
             d["teacher_settings"]["optimizer"] = self.teacher_settings.resolved_optimizer(self.teacher)
+            # Per-architecture epochs and rates likewise: this trial's teacher's (an ensemble
+            # assembled from its members keeps the whole text: its members' values decide it).
+            ts = self.teacher_settings
+            if trained_as_one(self.teacher, ts.recipe) if self.teacher in TEACHERS else True:
+                if isinstance(ts.epochs, str):
+                    d["teacher_settings"]["epochs"] = ts.resolved_epochs(self.dataset, self.teacher)
+                if isinstance(ts.lr, str):
+                    d["teacher_settings"]["lr"] = ts.resolved_lr(self.teacher)
             for name, default in (("recipe", "default"), ("keep", "last"), ("optimizer", "adam")):
                 if d["teacher_settings"].get(name) == default:
                     d["teacher_settings"].pop(name)
