@@ -18,6 +18,7 @@ is safe in any worker too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -46,10 +47,8 @@ def _write_ray_token() -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))  # what ray's generate_new_authentication_token writes
-        try:
-            os.link(tmp, token)  # fails if another process got there first: its token stands
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process got there first: its token stands
+            os.link(tmp, token)
     finally:
         os.unlink(tmp)
 

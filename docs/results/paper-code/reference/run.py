@@ -30,7 +30,7 @@ per-epoch rows to ``<out>/<label>/seed-<seed>.parquet`` when it finishes;
 a rerun skips seeds whose file exists.
 
     python docs/results/paper-code/reference/run.py \\
-        --git-dir /work/.mirror/junayed-hasan+Quantum-Machine-Learning/repo \\
+        --git-dir ../.mirror/junayed-hasan+Quantum-Machine-Learning/repo \\
         --notebook 'MNIST Experiments/Baseline students/mnist 0-7 3qubits.ipynb' \\
         --epochs 3 --seeds 0-19 --jobs 2
 """
@@ -49,11 +49,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[3]
-DEFAULT_VENV = "/work/qkd-ref-venv"
+# Beside the checkout (its parent folder), never inside it.
+DEFAULT_VENV = str(REPO_ROOT.parent / "qkd-ref-venv")
 DEFAULT_COMMIT = "5db65f14b1a73a3456e3ec365173d466359c5f94"
-DEFAULT_GIT_DIR = "/work/.mirror/junayed-hasan+Quantum-Machine-Learning/repo"
+DEFAULT_GIT_DIR = str(REPO_ROOT.parent / ".mirror" / "junayed-hasan+Quantum-Machine-Learning" / "repo")
 DEFAULT_DATA_ROOT = str((REPO_ROOT / ".." / "shared" / "data").resolve())
-DEFAULT_SCRATCH = "/work/qkd-ref-scratch"
+DEFAULT_SCRATCH = str(REPO_ROOT.parent / "qkd-ref-scratch")
 MARK = "##REF "
 
 # (name, old, new, how many matches are required: an int, or "any" for >= 0).
@@ -364,7 +365,8 @@ def main() -> None:
         "notebook_commit": commit,
         "label": label,
         "epochs": epochs,
-        "replacements": "; ".join(report),
+        # paths as seen from the checkout (../shared/data), never this machine's
+        "replacements": "; ".join(report).replace(str(REPO_ROOT.parent) + os.sep, "../"),
         **describe(cells, nb_path),
     }
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
