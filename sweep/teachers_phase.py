@@ -1,7 +1,7 @@
 """Phase 1: every teacher the pending trials need, trained (or found cached) once, as Ray tasks.
 
 Members go before the ensembles assembled from them; each task runs
-:func:`workers.teachers.prepare_teacher` and returns its ``teachers.parquet`` row.
+:func:`workers.teachers.task.prepare_teacher` and returns its ``teachers.parquet`` row.
 The wait is bounded: a teacher task that Ray does not start
 (``resources.teacher_start_timeout_s``) or that stops reporting
 (``resources.teacher_progress_timeout_s``) is one line naming the teacher and what
@@ -76,7 +76,7 @@ def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: boo
     try:
         import torch  # noqa: PLC0415
 
-        from workers.teachers import prepare_teacher  # noqa: PLC0415
+        from workers.teachers.task import prepare_teacher  # noqa: PLC0415
 
         torch.set_num_threads(threads)
 

@@ -19,7 +19,8 @@ from workers.circuits import build_angle_circuit, product_state_probabilities
 from workers.config import ConfigError, TeacherSettings, TrialConfig
 from workers.data import Split, load_dataset, per_class_sample, student_splits
 from workers.student import AngleStudent, ClassicalControl, Head, build_student
-from workers.teachers import get_teacher, make_model
+from workers.teachers.logits import get_teacher
+from workers.teachers.models import make_model
 from workers.trial import config_columns, reported_epoch, run_trial
 
 

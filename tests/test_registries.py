@@ -13,7 +13,8 @@ from torch import nn
 
 import workers.data as data
 import workers.student as student
-import workers.teachers as teachers
+import workers.teachers.logits as logits
+import workers.teachers.models as models
 from workers.config import (
     DATASETS,
     STUDENT_KINDS,
@@ -93,8 +94,8 @@ class _Linear(nn.Module):
 
 def test_a_teacher_is_one_registration(tmp_path, monkeypatch):
     monkeypatch.setitem(TEACHERS, "linear", TeacherKind("linear", "Linear probe"))
-    monkeypatch.setitem(teachers.MODELS["default"], "linear", _Linear)
-    monkeypatch.setattr(teachers, "ARCHS", (*teachers.ARCHS, "linear"))
+    monkeypatch.setitem(models.MODELS["default"], "linear", _Linear)
+    monkeypatch.setattr(models, "ARCHS", (*models.ARCHS, "linear"))
     res = run_trial(small(tmp_path, teacher="linear", teacher_settings=LEARNS))
     assert res.row["status"] == "ok" and res.teacher["teacher"] == "linear"
     assert res.teacher["n_params"] == 28 * 28 * 4 + 4 and res.teacher["test_acc"] > 0.5
@@ -105,14 +106,14 @@ def test_a_teacher_is_one_registration(tmp_path, monkeypatch):
 def test_an_ensemble_is_a_table_of_members(tmp_path, monkeypatch):
     monkeypatch.setitem(TEACHERS, "linear", TeacherKind("linear", "Linear probe"))
     monkeypatch.setitem(TEACHERS, "duo", TeacherKind("duo", "LeNet + probe", members=("lenet", "linear")))
-    monkeypatch.setitem(teachers.MODELS["default"], "linear", _Linear)
-    monkeypatch.setattr(teachers, "ARCHS", (*teachers.ARCHS, "linear", "duo"))
+    monkeypatch.setitem(models.MODELS["default"], "linear", _Linear)
+    monkeypatch.setattr(models, "ARCHS", (*models.ARCHS, "linear", "duo"))
     ds = load_dataset("digits", (0, 1, 2, 3))
     ts = TeacherSettings(epochs=2)
-    duo = teachers.get_teacher(ds, "duo", ts, tmp_path)
-    parts = [teachers.get_teacher(ds, m, ts, tmp_path) for m in ("lenet", "linear")]
+    duo = logits.get_teacher(ds, "duo", ts, tmp_path)
+    parts = [logits.get_teacher(ds, m, ts, tmp_path) for m in ("lenet", "linear")]
     assert all(p.cached for p in parts)  # trained as the duo's members, then found in the cache
-    np.testing.assert_allclose(duo.test_logits, teachers.ensemble_logits([p.test_logits for p in parts]))
+    np.testing.assert_allclose(duo.test_logits, logits.ensemble_logits([p.test_logits for p in parts]))
     assert duo.n_params == sum(p.n_params for p in parts)
     assert set(duo.key["members"]) == {"lenet", "linear"}
 
@@ -237,7 +238,7 @@ def test_cifar10_checks_the_published_checksums(tmp_path):
 def qnn(tmp_path_factory):
     cache = tmp_path_factory.mktemp("qnn-cache")
     ds = load_dataset("digits", (0, 1))  # two classes: an 8-qubit circuit is the costliest teacher here
-    return ds, cache, teachers.get_teacher(ds, "qnn", LEARNS, cache)
+    return ds, cache, logits.get_teacher(ds, "qnn", LEARNS, cache)
 
 
 def test_qnn_teacher_is_an_8_qubit_circuit_trained_and_cached(qnn, monkeypatch):
@@ -245,14 +246,14 @@ def test_qnn_teacher_is_an_8_qubit_circuit_trained_and_cached(qnn, monkeypatch):
     assert not t.cached and t.test_acc > 0.5 and np.isfinite(t.test_logits).all()
     # fc 784 -> 256, the encoding and 4 hea layers of 8 angles, the head's scale
     assert t.n_params == 784 * 256 + 256 + 4 * 8 + 1
-    assert t.key["model"] == teachers.MODEL_VERSION["qnn"]
-    monkeypatch.setattr(teachers, "train_teacher", lambda *a, **k: pytest.fail("a cached teacher was retrained"))
-    again = teachers.get_teacher(ds, "qnn", LEARNS, cache)
+    assert t.key["model"] == models.MODEL_VERSION["qnn"]
+    monkeypatch.setattr(logits, "train_teacher", lambda *a, **k: pytest.fail("a cached teacher was retrained"))
+    again = logits.get_teacher(ds, "qnn", LEARNS, cache)
     assert again.cached and again.n_params == t.n_params
     np.testing.assert_array_equal(again.test_logits, t.test_logits)
     # its weights reload into the same circuit: the logits rebuilt from them are the cached ones
     (again.path / "logits.parquet").delete()
-    rebuilt = teachers.get_teacher(ds, "qnn", LEARNS, cache)
+    rebuilt = logits.get_teacher(ds, "qnn", LEARNS, cache)
     np.testing.assert_allclose(rebuilt.test_logits, t.test_logits, rtol=1e-5, atol=1e-5)
 
 

@@ -16,7 +16,7 @@ from sweep.results import append_rows, read_table
 from workers.config import TeacherSettings
 from workers.data import load_dataset
 from workers.io import StorageError, location, write_json, write_parquet
-from workers.teachers import get_teacher
+from workers.teachers.logits import get_teacher
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_teacher_cache_on_a_non_local_store(memory_root, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although the weights were stored")
 
-    monkeypatch.setattr("workers.teachers.train_teacher", no_training)
+    monkeypatch.setattr("workers.teachers.logits.train_teacher", no_training)
     rebuilt = get_teacher(ds, "lenet", settings, memory_root)
     assert not rebuilt.cached and (rebuilt.test_logits == first.test_logits).all()
     assert (first.path / "logits.parquet").exists()

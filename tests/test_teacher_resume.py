@@ -21,10 +21,13 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-import workers.teachers as teachers
+import workers.teachers.train as train
 from workers.config import TeacherSettings
 from workers.data import load_dataset
 from workers.io import location
+from workers.teachers.cache import _logits_schema, _read_logits, _read_meta
+from workers.teachers.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, _load_checkpoint
+from workers.teachers.logits import get_teacher
 
 EPOCHS = 4
 #: The notebooks' recipe (every epoch scored, the best epoch's bookkeeping) keeping the best
@@ -40,9 +43,10 @@ SCRIPT = textwrap.dedent(
     import time
     import torch
     from torch import nn
-    import workers.teachers as teachers
     from workers.config import TeacherSettings
     from workers.data import load_dataset
+    from workers.teachers.logits import get_teacher
+    from workers.teachers.models import MODELS
 
     torch.set_num_threads(1)
 
@@ -52,7 +56,7 @@ SCRIPT = textwrap.dedent(
             nn.Linear(4 * 12 * 12, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, n_classes),
         )
 
-    teachers.MODELS["paper-code"]["lenet"] = small
+    MODELS["paper-code"]["lenet"] = small
     ds = load_dataset("digits", (1, 4, 7))
     settings = TeacherSettings(**{settings!r})
     kill_after = sys.argv[2] if len(sys.argv) > 2 else None
@@ -62,7 +66,7 @@ SCRIPT = textwrap.dedent(
         if kill_after and line.startswith("epoch " + kill_after + "/"):
             time.sleep(3600)  # the checkpoint of that epoch is on disk: wait here for the SIGKILL
 
-    teachers.get_teacher(ds, "lenet", settings, sys.argv[1], progress)
+    get_teacher(ds, "lenet", settings, sys.argv[1], progress)
     print("done", flush=True)
     """
 )
@@ -122,9 +126,9 @@ def test_sigkilled_teacher_resumes_bit_identical(uninterrupted, tmp_path, kill_a
     cache = tmp_path / "cache"
     _run(cache, kill_after=kill_after)
     folder = _entry(cache)
-    assert (folder / teachers.CHECKPOINT).exists()
+    assert (folder / CHECKPOINT).exists()
     assert not (folder / "logits.parquet").exists() and not (folder / "meta.json").exists()
-    state = torch.load(folder / teachers.CHECKPOINT, weights_only=True)
+    state = torch.load(folder / CHECKPOINT, weights_only=True)
     assert state["epoch"] == kill_after and len(state["test_accs"]) == kill_after
 
     lines = _run(cache)
@@ -133,7 +137,7 @@ def test_sigkilled_teacher_resumes_bit_identical(uninterrupted, tmp_path, kill_a
     assert [ln.split()[1] for ln in lines if ln.startswith("epoch ")] == [
         f"{e}/{EPOCHS}" for e in range(kill_after + 1, EPOCHS + 1)
     ]
-    assert not (folder / teachers.CHECKPOINT).exists(), "a complete entry keeps no checkpoint"
+    assert not (folder / CHECKPOINT).exists(), "a complete entry keeps no checkpoint"
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     _same_entry(folder, uninterrupted)
     meta = json.loads((folder / "meta.json").read_text())
@@ -153,7 +157,7 @@ def _checkpoint_after_one_epoch(killed: Path, tmp_path: Path) -> tuple[Path, Pat
 
     cache = tmp_path / "cache"
     shutil.copytree(killed, cache)
-    return cache, _entry(cache) / teachers.CHECKPOINT
+    return cache, _entry(cache) / CHECKPOINT
 
 
 @pytest.mark.parametrize(
@@ -162,7 +166,7 @@ def _checkpoint_after_one_epoch(killed: Path, tmp_path: Path) -> tuple[Path, Pat
         lambda p: p.write_bytes(b""),
         lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
         lambda p: p.write_bytes(b"\x00garbage" * 64),
-        lambda p: torch.save({"format": teachers.CHECKPOINT_FORMAT, "key_hash": "someone-else"}, p),
+        lambda p: torch.save({"format": CHECKPOINT_FORMAT, "key_hash": "someone-else"}, p),
         lambda p: torch.save({**torch.load(p, weights_only=True), "epoch": EPOCHS + 5}, p),
     ],
     ids=["empty", "truncated", "garbage", "other-key", "impossible-epoch"],
@@ -181,14 +185,14 @@ def test_damaged_checkpoint_is_discarded_with_one_warning(uninterrupted, killed_
 
 def test_checkpoint_loader_keeps_a_good_file_and_names_a_bad_one(tmp_path):
     """In process: the loader returns a sound checkpoint's state and removes a bad one."""
-    good = tmp_path / "good" / teachers.CHECKPOINT
+    good = tmp_path / "good" / CHECKPOINT
     good.parent.mkdir()
-    torch.save({"format": teachers.CHECKPOINT_FORMAT, "key_hash": "abc", "epoch": 2, "test_accs": [0.5, 0.6],
+    torch.save({"format": CHECKPOINT_FORMAT, "key_hash": "abc", "epoch": 2, "test_accs": [0.5, 0.6],
                 "model": {}, "optimizer": {}, "rng": {}, "seconds": 1.0, "best_state": {}}, good)  # fmt: skip
-    assert teachers._load_checkpoint(location(good), "abc", 4)["epoch"] == 2
+    assert _load_checkpoint(location(good), "abc", 4)["epoch"] == 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert teachers._load_checkpoint(location(good), "abd", 4) is None
+        assert _load_checkpoint(location(good), "abd", 4) is None
     assert len(caught) == 1 and "belongs to teacher key 'abc'" in str(caught[0].message)
     assert not good.exists()
 
@@ -199,16 +203,16 @@ def test_in_process_training_writes_and_clears_checkpoints(tmp_path, monkeypatch
     ds = load_dataset("digits", (0, 1))
     settings = TeacherSettings(epochs=2, batch_size=128, seed=0)
     seen = []
-    real_save = teachers._save_checkpoint
+    real_save = train._save_checkpoint
 
     def save(path, state):
         seen.append((path.name, state["epoch"], sorted(state["rng"])))
         real_save(path, state)
 
-    monkeypatch.setattr(teachers, "_save_checkpoint", save)
-    got = teachers.get_teacher(ds, "lenet", settings, tmp_path)
-    assert seen == [(teachers.CHECKPOINT, 1, ["cuda", "numpy", "order", "python", "torch"])]
-    assert not (Path(got.path) / teachers.CHECKPOINT).exists()
+    monkeypatch.setattr(train, "_save_checkpoint", save)
+    got = get_teacher(ds, "lenet", settings, tmp_path)
+    assert seen == [(CHECKPOINT, 1, ["cuda", "numpy", "order", "python", "torch"])]
+    assert not (Path(got.path) / CHECKPOINT).exists()
     assert np.isfinite(got.train_logits).all()
 
 
@@ -245,19 +249,19 @@ def test_fuzzed_cache_files_are_read_or_refused_never_a_traceback(tmp_path, data
     meta.write_bytes(_mutated(data, _valid_meta()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = teachers._read_meta(location(meta), "abc")
+        got = _read_meta(location(meta), "abc")
     assert got is None or (isinstance(got, dict) and got["hash"] == "abc")
 
-    ckpt = tmp_path / teachers.CHECKPOINT
+    ckpt = tmp_path / CHECKPOINT
     good = tmp_path / "good.pt"
     if not good.exists():
-        torch.save({"format": teachers.CHECKPOINT_FORMAT, "key_hash": "abc", "epoch": 1, "test_accs": [0.5],
+        torch.save({"format": CHECKPOINT_FORMAT, "key_hash": "abc", "epoch": 1, "test_accs": [0.5],
                     "model": {"w": torch.ones(3)}, "optimizer": {}, "rng": {}, "seconds": 1.0, "best_state": {}},
                    good)  # fmt: skip
     ckpt.write_bytes(_mutated(data, good.read_bytes()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        state = teachers._load_checkpoint(location(ckpt), "abc", 4)
+        state = _load_checkpoint(location(ckpt), "abc", 4)
     assert state is None or state["epoch"] == 1
     assert state is not None or not ckpt.exists(), "a refused checkpoint is removed"
 
@@ -270,11 +274,11 @@ def test_fuzzed_cache_files_are_read_or_refused_never_a_traceback(tmp_path, data
     for c in digits.classes:
         table[f"logit_{c}"] = np.zeros(n, dtype=np.float32)
     buf = pa.BufferOutputStream()
-    pq.write_table(pa.table(table, schema=teachers._logits_schema(digits.classes)), buf)
+    pq.write_table(pa.table(table, schema=_logits_schema(digits.classes)), buf)
     (logits / "logits.parquet").write_bytes(_mutated(data, buf.getvalue().to_pybytes()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        read = teachers._read_logits(location(logits), digits)
+        read = _read_logits(location(logits), digits)
     assert read is None or (read[0].shape == (len(digits.train), 3) and read[1].shape == (len(digits.test), 3))
 
 

@@ -14,16 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import workers.teachers as teachers
+import workers.teachers.logits as logits
 from workers.config import TeacherSettings
 from workers.data import Split, load_dataset, per_class_sample, student_splits
-from workers.teachers import (
-    AlexNetMNIST,
-    LeNet5,
-    cache_folder,
-    get_teacher,
-    teacher_key,
-)
+from workers.teachers.cache import cache_folder, teacher_key
+from workers.teachers.logits import get_teacher
+from workers.teachers.models import AlexNetMNIST, LeNet5
 
 CLASSES = (2, 5, 8)  # not 0..C-1, so original and remapped labels differ
 SETTINGS = TeacherSettings(epochs=1)
@@ -43,14 +39,14 @@ def lenet_cache(digits, tmp_path_factory):
     """A cache dir holding one LeNet teacher, trained exactly once."""
     cache = tmp_path_factory.mktemp("cache")
     calls = []
-    real = teachers.train_teacher
+    real = logits.train_teacher
 
     def spy(*args, **kwargs):
         calls.append(args[1])
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(teachers, "train_teacher", spy)
+        mp.setattr(logits, "train_teacher", spy)
         first = get_teacher(digits, "lenet", SETTINGS, cache)
     return cache, first, calls
 
@@ -128,7 +124,7 @@ def test_weights_are_safetensors_of_the_model(digits, lenet_cache):
 # -------------------------------------------------------------------- caching
 def test_second_call_is_cached_and_trains_nothing(digits, lenet_cache, monkeypatch):
     cache, first, _ = lenet_cache
-    monkeypatch.setattr(teachers, "train_teacher", _no_training)
+    monkeypatch.setattr(logits, "train_teacher", _no_training)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a valid cache reads without complaint
         again = get_teacher(digits, "lenet", SETTINGS, cache)
@@ -199,7 +195,7 @@ def test_damaged_logits_are_rebuilt_from_weights(digits, own_cache, monkeypatch,
     cache, first = own_cache
     path = cache_folder(cache, digits, "lenet", SETTINGS) / "logits.parquet"
     damage(path, digits)
-    monkeypatch.setattr(teachers, "train_teacher", _no_training)
+    monkeypatch.setattr(logits, "train_teacher", _no_training)
     with pytest.warns(UserWarning, match="failed its check"):
         rebuilt = get_teacher(digits, "lenet", SETTINGS, cache)
     assert rebuilt.cached is False
@@ -270,7 +266,7 @@ def test_ensemble_is_log_mean_softmax_of_lenet_and_alexnet(tmp_path, monkeypatch
     assert (ens.path / "logits.parquet").is_file() and (ens.path / "meta.json").is_file()
     assert ens.path.name.startswith("ensemble-seed0-")
 
-    monkeypatch.setattr(teachers, "train_teacher", _no_training)
+    monkeypatch.setattr(logits, "train_teacher", _no_training)
     lenet = get_teacher(ds, "lenet", SETTINGS, tmp_path)
     alex = get_teacher(ds, "alexnet", SETTINGS, tmp_path)
     assert lenet.cached and alex.cached  # the ensemble trained and cached both members
@@ -294,7 +290,7 @@ def test_ensemble_is_log_mean_softmax_of_lenet_and_alexnet(tmp_path, monkeypatch
 
 
 def test_ensemble_logits_stay_finite_where_both_members_are_certain():
-    from workers.teachers import ensemble_logits
+    from workers.teachers.logits import ensemble_logits
 
     a = np.array([[300.0, 0.0, -300.0]], dtype=np.float32)
     b = np.array([[250.0, 10.0, -400.0]], dtype=np.float32)
@@ -359,7 +355,7 @@ def test_damaged_meta_is_a_warning_and_a_rebuild_from_the_weights(digits, own_ca
     cache, first = own_cache
     folder = Path(cache_folder(cache, digits, "lenet", SETTINGS))
     _META_DAMAGES[damage](folder / "meta.json")
-    monkeypatch.setattr(teachers, "train_teacher", _no_training)  # the weights load: no retraining
+    monkeypatch.setattr(logits, "train_teacher", _no_training)  # the weights load: no retraining
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rebuilt = get_teacher(digits, "lenet", SETTINGS, cache)

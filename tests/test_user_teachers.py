@@ -71,7 +71,7 @@ BUILT_IN_KEYS = {
 
 def test_built_in_teacher_keys_and_trial_hashes_are_unchanged():
     from workers.data import load_dataset
-    from workers.teachers import teacher_key
+    from workers.teachers.cache import teacher_key
 
     ds = load_dataset("digits", (0, 1, 2, 3))
     paper = TeacherSettings(recipe="paper-code", optimizer="adam,alexnet=adam-fused")
@@ -109,7 +109,8 @@ def test_a_reference_teacher_trains_caches_and_keys_on_its_source(tmp_path, teac
 
 def test_torchvision_resnet18_trains_a_tiny_run_on_digits(tmp_path):
     from workers.data import load_dataset
-    from workers.teachers import get_teacher, make_model
+    from workers.teachers.logits import get_teacher
+    from workers.teachers.models import make_model
 
     model = make_model("torchvision:resnet18", 2, shape=(1, 28, 28))
     assert model.conv1.in_channels == 1 and model.fc.out_features == 2  # no download, adapted to 1 channel

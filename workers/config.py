@@ -24,7 +24,7 @@ class Registry(dict):
     """Kinds by name, in the order they were registered: one table per idea (datasets,
     teachers, students), read at call time by validation, the CLI's help and the tables,
     so that :meth:`add` is all a new kind needs here (its builder is registered beside
-    the code that builds it: :mod:`workers.data`, :mod:`workers.teachers`,
+    the code that builds it: :mod:`workers.data`, :mod:`workers.teachers.models`,
     :mod:`workers.student`; or carried by the kind itself, ``load`` / ``build``, as a
     package's kinds are: :func:`discover_kinds`)."""
 
@@ -76,7 +76,7 @@ for _kind in (
 @dataclass(frozen=True)
 class TeacherKind:
     """A teacher as the rest of the code needs to know it; its model is built by
-    :data:`workers.teachers.MODELS` under the same name (an ensemble has no model:
+    :data:`workers.teachers.models.MODELS` under the same name (an ensemble has no model:
     it is its members)."""
 
     name: str
@@ -87,7 +87,7 @@ class TeacherKind:
     #: Whether it runs a circuit (trained on the exact statevector, then frozen).
     quantum: bool = False
     description: str = ""
-    #: Its model, for a kind that is not in :data:`workers.teachers.MODELS` (a package's):
+    #: Its model, for a kind that is not in :data:`workers.teachers.models.MODELS` (a package's):
     #: ``build(n_classes, image_shape)`` returns a ``torch.nn.Module`` giving N x n_classes
     #: scores; a ``PKG.MODULE:CALLABLE`` reference or the callable, resolved when first built.
     build: Any = None
@@ -1078,7 +1078,7 @@ def user_teacher(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
     """Checks the teacher a reference names: built for ``n_classes`` and ``shape``, it is a
     ``torch.nn.Module`` that gives N x n_classes scores on a dummy batch (else one line naming
     ``teacher``); once per process and (reference, classes, shape). Returns the hash of its source."""
-    from workers.teachers import check_user_model  # noqa: PLC0415 - torch, only for a reference
+    from workers.teachers.models import check_user_model  # noqa: PLC0415 - torch, only for a reference
 
     return check_user_model(ref, n_classes, tuple(shape))
 

@@ -35,7 +35,7 @@ from workers.data import Dataset, Split, load_dataset, student_splits, validatio
 from workers.distill import distillation_loss
 from workers.provenance import code_version, package_versions
 from workers.student import build_student, scoring_backend
-from workers.teachers import get_teacher
+from workers.teachers.logits import get_teacher
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from workers.teachers import AlexNetMNIST
+from workers.teachers.models import AlexNetMNIST
 
 SPLITS = {"0-5": (36_017, 6_031), "0-7": (48_200, 8_017)}
 SETTINGS = {
