@@ -53,8 +53,8 @@ validate: $(STAMP)
 
 # Speed and memory of the quantum path, a whole trial and a 2-worker sweep.
 bench: $(STAMP)
-	$(BIN)/qkd-sweep bench --out results/bench.json $(ARGS)
-	$(BIN)/python bench/user_circuits.py --out results/bench.json
+	$(BIN)/python -m bench --out results/bench.json $(ARGS)
+	$(BIN)/python -m bench.user_circuits --out results/bench.json
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ from qiskit.circuit import ParameterVector
 from qiskit.circuit.library import efficient_su2
 from qiskit_aer import AerSimulator
 
+from bench.quantum import median_seconds
 from workers.backends.complex_sv import ComplexStatevectorExecutor
 from workers.backends.shift import shift_plan
 from workers.usercircuit import compile_circuit
@@ -53,16 +52,6 @@ def user_circuit(n: int):
     for k in range(n):
         qc.ry(x[k], k)
     return qc.compose(ansatz.assign_parameters(dict(zip(ansatz.parameters, w, strict=True))))
-
-
-def median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _grad_step(probabilities, x, w, upstream):
@@ -110,12 +99,12 @@ def run(repeats: int) -> dict:
     w = torch.as_tensor(rng.uniform(-np.pi, np.pi, uc.n_weights))
     upstream = torch.as_tensor(rng.normal(size=(BATCH, 2**N_QUBITS)))
     out: dict = {}
-    out["sv_grad_us_q4_su2"] = median_s(_grad_step(ex.probabilities, x, w, upstream), repeats) / BATCH * 1e6
+    out["sv_grad_us_q4_su2"] = median_seconds(_grad_step(ex.probabilities, x, w, upstream), repeats) / BATCH * 1e6
     try:
         pl = pennylane_qnode(uc, "backprop", "default.qubit")
         with torch.no_grad():
             out["pennylane_max_abs_diff_q4_su2"] = float((pl(x, w) - ex.probabilities(x, w)).abs().max())
-        out["pennylane_grad_us_q4_su2"] = median_s(_grad_step(pl, x, w, upstream), repeats) / BATCH * 1e6
+        out["pennylane_grad_us_q4_su2"] = median_seconds(_grad_step(pl, x, w, upstream), repeats) / BATCH * 1e6
         adj = pennylane_qnode(uc, "adjoint", "lightning.qubit", expvals=True)
         one = [(x[i], upstream[i, :N_QUBITS]) for i in range(16)]
 
@@ -123,7 +112,7 @@ def run(repeats: int) -> dict:
             for xi, ui in one:
                 _grad_step(lambda a, b: torch.stack(adj(a, b)), xi, w, ui)()
 
-        out["lightning_adjoint_grad_us_q4_su2"] = median_s(adjoint, max(1, repeats // 3)) / len(one) * 1e6
+        out["lightning_adjoint_grad_us_q4_su2"] = median_seconds(adjoint, max(1, repeats // 3)) / len(one) * 1e6
     except ImportError as exc:  # the bench extra brings PennyLane; say so instead of failing
         out["pennylane_grad_us_q4_su2"] = f"not measured: {exc}"
     offsets, coefs = shift_plan(uc)
@@ -138,7 +127,7 @@ def run(repeats: int) -> dict:
         shifted = freqs[SAMPLED_BATCH:].reshape(SAMPLED_BATCH, len(offsets), -1)
         return np.einsum("st,btd->bsd", coefs, shifted)
 
-    out["sampled_grad_us_q4_su2"] = median_s(sampled_torch, repeats) / SAMPLED_BATCH * 1e6
+    out["sampled_grad_us_q4_su2"] = median_seconds(sampled_torch, repeats) / SAMPLED_BATCH * 1e6
     # Aer as this project runs it: the circuit transpiled once, every row bound at run time,
     # each row's exact distribution saved and its 5000 counts drawn as one multinomial.
     sim = AerSimulator(method="statevector", runtime_parameter_bind_enable=True, max_parallel_threads=1,
@@ -157,7 +146,7 @@ def run(repeats: int) -> dict:
         shifted = freqs[SAMPLED_BATCH:].reshape(SAMPLED_BATCH, len(offsets), -1)
         return np.einsum("st,btd->bsd", coefs, shifted)
 
-    out["aer_sampled_grad_us_q4_su2"] = median_s(sampled_aer, max(1, repeats // 3)) / SAMPLED_BATCH * 1e6
+    out["aer_sampled_grad_us_q4_su2"] = median_seconds(sampled_aer, max(1, repeats // 3)) / SAMPLED_BATCH * 1e6
     if isinstance(out.get("pennylane_grad_us_q4_su2"), float):
         out["ratio_pennylane_over_sv_grad_q4_su2"] = out["pennylane_grad_us_q4_su2"] / out["sv_grad_us_q4_su2"]
     out["ratio_aer_over_sampled_grad_q4_su2"] = out["aer_sampled_grad_us_q4_su2"] / out["sampled_grad_us_q4_su2"]

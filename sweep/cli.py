@@ -16,7 +16,6 @@ import sys
 import typing
 from pathlib import Path
 
-from sweep import bench
 from workers.config import (
     DATASETS,
     FIELD_CHOICES,
@@ -391,23 +390,6 @@ def run_tables(args: argparse.Namespace) -> int:
     return tables.run(args)
 
 
-def bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "bench",
-        help="measure the quantum paths (Aer, naive Qiskit, statevector, PennyLane) and one trial",
-        description="Time the Aer student path against a naive per-sample Qiskit loop, the statevector "
-        "backend against PennyLane, and one whole trial at the paper's settings; print a table and "
-        "write the measurements as one flat JSON object.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", default=bench.DEFAULT_OUT, metavar="FILE", help="where the JSON object goes")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding MNIST/raw; without its files the trial runs on digits "
-                   "(default: $QKD_DATA_ROOT)")  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke run, not a measurement")
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="qkd-sweep",
@@ -421,7 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
     _trial_parser(sub)
     _sweep_parsers(sub)
     tables_parser(sub)
-    bench_parser(sub)
     return parser
 
 
@@ -440,11 +421,6 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args)
         if args.command == "tables":
             return run_tables(args)
-        if args.command == "bench":
-            from sweep import bench_sweep  # noqa: PLC0415
-
-            measure = None if args.quick else lambda: bench_sweep.measure(args.data_root)
-            return bench.run(args, sweep_speedup=measure)
     except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT

@@ -10,7 +10,7 @@ a file by rewriting it whole under a temporary name and renaming it into place, 
 folders of that name: the driver adds one part per finished trial (:class:`PartedTable`),
 so a trial's write costs the same after ten rows as after ten thousand (rewriting the whole
 file per trial made a sweep's writes grow with the square of its trials;
-:mod:`sweep.bench_writes` measures both). When the sweep ends, and when a sweep starts on a
+``bench/writes.py`` measures both). When the sweep ends, and when a sweep starts on a
 folder a killed driver left in parts, :func:`compact` turns the parts back into one file.
 The old single-file layout needs no conversion step of its own: it is the at-rest form, and
 the first write of a resumed sweep moves that file into the folder as its first part.

@@ -11,8 +11,8 @@ import torch
 from qiskit.quantum_info import Statevector
 from qiskit_aer import AerSimulator
 
-import sweep.bench_quantum as bench
 import workers.backends.aer_direct as aer_direct
+from bench import quantum as bench
 from workers.backends import AerBackend, StatevectorBackend, to_qiskit
 from workers.circuits import Circuit, Gate, build_circuit, encoding_params
 
@@ -201,17 +201,13 @@ def test_aer_threads_follow_the_request_then_openmp(monkeypatch):
     assert AerBackend(c, shots=0, max_parallel_threads=2).executor.direct._config.shots == 2
 
 
-def test_bench_subcommand_parses_and_prints_the_table(monkeypatch, capsys, tmp_path):
-    import argparse
+def test_the_bench_command_parses_and_prints_the_table(monkeypatch, capsys, tmp_path):
+    from bench import cli as cli_bench
 
-    from sweep import bench as cli_bench
-    from sweep.cli import bench_parser
-
-    parser = argparse.ArgumentParser(prog="qkd-sweep")
-    bench_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench"])
+    parser = cli_bench.build_parser()
+    args = parser.parse_args([])
     assert (args.out, args.data_root, args.quick) == ("results/bench.json", None, False)
-    args = parser.parse_args(["bench", "--out", str(tmp_path / "b.json"), "--data-root", "d", "--quick"])
+    args = parser.parse_args(["--out", str(tmp_path / "b.json"), "--data-root", "d", "--quick"])
     calls = []
 
     def fake_run_bench(out, data_root, quick=False, sweep_speedup=None, progress=print):
@@ -226,7 +222,7 @@ def test_bench_subcommand_parses_and_prints_the_table(monkeypatch, capsys, tmp_p
 
 
 def test_the_sweep_benchmark_spec_is_eight_valid_trials(tmp_path):
-    from sweep.bench_sweep import TRIALS, _spec
+    from bench.sweeps import TRIALS, _spec
     from sweep.grid import expand
     from sweep.spec import parse_spec
 
@@ -239,7 +235,7 @@ def test_the_sweep_benchmark_spec_is_eight_valid_trials(tmp_path):
 
 
 def test_the_short_trial_benchmark_spec_groups_torch_executor_trials(tmp_path):
-    from sweep.bench_sweep import _spec
+    from bench.sweeps import _spec
     from sweep.grid import expand
     from sweep.spec import parse_spec
 

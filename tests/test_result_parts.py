@@ -212,7 +212,7 @@ def test_the_recorder_writes_parts_as_trials_end_and_compacts_on_close(tmp_path)
 
 
 def test_write_cost_reports_a_time_per_trial_for_each_size():
-    from sweep.bench_writes import write_cost
+    from bench.writes import write_cost
 
     got = write_cost((5, 20), writes=3, compare=True)
     for n in (5, 20):

@@ -24,12 +24,12 @@ features and weights:
   in a child process (so that its peak memory is its own), after its teacher
   has been cached.
 
-Each timing is the median of repeats after a warm-up. It lives on the sweep side,
-as a tool that uses the trial package from outside: the data files it looks for
+Each timing is the median of repeats after a warm-up. It lives outside the product
+(``bench/``), a tool that uses the trial package as a user would: the data files it looks for
 are :mod:`workers.data`'s, the versions :mod:`workers.provenance`'s, the JSON is
 written by :func:`workers.io.write_json`, the teacher is cached by
 :func:`workers.teachers.prepare_teacher` (what the sweep's phase 1 calls). Nothing
-here imports Ray: the sweep's own measurement (:mod:`sweep.bench_sweep`) comes in
+here imports Ray: the sweep's own measurement (:mod:`bench.sweeps`) comes in
 as ``sweep_speedup``, so that a quick run and the tests can leave it out or stand
 in for it.
 """
@@ -416,7 +416,7 @@ def run_trial_in_child(settings: dict, timeout: float | None = None) -> dict:
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = "import sys; from sweep.bench_quantum import _trial_child; _trial_child(sys.argv[1])"
+    code = "import sys; from bench.quantum import _trial_child; _trial_child(sys.argv[1])"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(settings)],
                           capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.bench_quantum import has_mnist
+from bench.quantum import has_mnist
 
 TRIALS = 8
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def _two_workers_keys(data_root: str | None, root: Path, backend: str, key: str,
 
 def measure(data_root: str | None = None, progress=print) -> dict:
     """Flat keys for the bench JSON."""
-    from sweep.bench_writes import write_cost  # noqa: PLC0415
+    from bench.writes import write_cost  # noqa: PLC0415
 
     out: dict = {"sweep_trials": TRIALS}
     with tempfile.TemporaryDirectory(prefix="qkd-bench-sweep-") as d:
