@@ -28,7 +28,7 @@ Each timing is the median of repeats after a warm-up. It lives outside the produ
 (``bench/``), a tool that uses the trial package as a user would: the data files it looks for
 are :mod:`workers.data`'s, the versions :mod:`workers.provenance`'s, the JSON is
 written by :func:`workers.io.write_json`, the teacher is cached by
-:func:`workers.teachers.prepare_teacher` (what the sweep's phase 1 calls). Nothing
+:func:`workers.teachers.task.prepare_teacher` (what the sweep's phase 1 calls). Nothing
 here imports Ray: the sweep's own measurement (:mod:`bench.sweeps`) comes in
 as ``sweep_speedup``, so that a quick run and the tests can leave it out or stand
 in for it.
@@ -62,7 +62,7 @@ from workers.circuits import Circuit, Gate, build_circuit, encoding_params
 from workers.config import TrialConfig
 from workers.io import write_json
 from workers.provenance import package_versions
-from workers.teachers import prepare_teacher
+from workers.teachers.task import prepare_teacher
 
 BENCH_ANSATZ = "hea"
 BENCH_LAYERS = 2
