@@ -37,8 +37,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow and not cluster' $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check sweep workers tests
-	$(BIN)/ruff format --check sweep workers tests
+	$(BIN)/ruff check sweep workers qkd_sweep bench tests
+	$(BIN)/ruff format --check sweep workers qkd_sweep bench tests
 
 # A sweep spec, run under Ray Tune: teachers once, then every student trial;
 # rerunning resumes. `make sweep SPEC=specs/paper.yaml ARGS="--data-root DIR"`.
