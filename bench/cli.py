@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from workers.config import ConfigError
+from workers.errors import ConfigError
 from workers.io import DataError, StorageError
 
 DEFAULT_OUT = "results/bench.json"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from workers.config import TeacherSettings, TrialConfig
+from workers.config import TrialConfig
+from workers.teacher_settings import TeacherSettings
 
 
 def config_from_dict(d: dict) -> TrialConfig:

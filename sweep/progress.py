@@ -94,8 +94,8 @@ def teacher_outlook(jobs: list, cache_dir) -> str:
     import json  # noqa: PLC0415
     import math  # noqa: PLC0415
 
-    from workers.config import TEACHERS, parse_classes, trained_as_one  # noqa: PLC0415
     from workers.io import location  # noqa: PLC0415
+    from workers.kinds import TEACHERS, parse_classes, trained_as_one  # noqa: PLC0415
 
     root = location(cache_dir) / "teachers"
     cached = timed = untimed = 0

@@ -7,7 +7,8 @@ from qiskit.quantum_info import Statevector
 
 from workers.backends import AerBackend, StatevectorBackend, to_qiskit
 from workers.circuits import amplitude_angles, build_circuit, encoding_params
-from workers.config import ConfigError, parse_noise
+from workers.errors import ConfigError
+from workers.noise_spec import parse_noise
 
 CASES = [(n, a) for n in (2, 3, 4) for a in ("h-ry", "ry", "hea")]
 

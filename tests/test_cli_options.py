@@ -5,7 +5,9 @@ import dataclasses
 import pytest
 
 from sweep.cli import _config, build_parser
-from workers.config import FIELD_HELP, TEACHER_HELP, TeacherSettings, TrialConfig
+from workers.config import TrialConfig
+from workers.help import FIELD_HELP, TEACHER_HELP
+from workers.teacher_settings import TeacherSettings
 
 
 def test_every_field_has_help_and_an_option():

@@ -2,7 +2,10 @@
 
 import pytest
 
-from workers.config import ConfigError, TeacherSettings, TrialConfig, parse_classes
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.kinds import parse_classes
+from workers.teacher_settings import TeacherSettings
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import workers.data as data
-from workers.config import DATASETS
 from workers.data import (
     DataError,
     Dataset,
@@ -24,6 +23,7 @@ from workers.data import (
     student_splits,
     validation_split,
 )
+from workers.kinds import DATASETS
 
 RAW_NAMES = (
     "train-images-idx3-ubyte",

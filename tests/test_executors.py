@@ -11,7 +11,8 @@ from workers.backends.gradient import Autograd, ParameterShift
 from workers.backends.measurement import Exact, Sampled
 from workers.backends.statevector import StatevectorExecutor
 from workers.circuits import build_angle_circuit, build_circuit, encoding_params
-from workers.config import ConfigError, TrialConfig
+from workers.config import TrialConfig
+from workers.errors import ConfigError
 from workers.trial import run_trial
 
 CIRCUITS = [

@@ -8,7 +8,9 @@ import pytest
 from workers.backends import make_backend
 from workers.backends.noise import apply_readout, device_circuit, scaled_target
 from workers.circuits import build_angle_circuit, build_circuit
-from workers.config import ConfigError, DeviceNoise, NoiseSpec, TrialConfig, fake_devices, parse_noise
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.noise_spec import DeviceNoise, NoiseSpec, fake_devices, parse_noise
 from workers.trial import run_trial, unfinished_row
 
 

@@ -16,9 +16,11 @@ from sweep.results import TRIALS, append_rows
 from sweep.tables import table_rows, write_tables
 from workers.backends import AerBackend, StatevectorBackend, to_qiskit
 from workers.circuits import build_angle_circuit, product_state_probabilities
-from workers.config import ConfigError, TeacherSettings, TrialConfig
+from workers.config import TrialConfig
 from workers.data import Split, load_dataset, per_class_sample, student_splits
+from workers.errors import ConfigError
 from workers.student import AngleStudent, ClassicalControl, Head, build_student
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.logits import get_teacher
 from workers.teachers.models import make_model
 from workers.trial import config_columns, reported_epoch, run_trial

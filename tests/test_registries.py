@@ -15,18 +15,11 @@ import workers.data as data
 import workers.student as student
 import workers.teachers.logits as logits
 import workers.teachers.models as models
-from workers.config import (
-    DATASETS,
-    STUDENT_KINDS,
-    TEACHERS,
-    ConfigError,
-    DatasetKind,
-    StudentKind,
-    TeacherKind,
-    TeacherSettings,
-    TrialConfig,
-)
+from workers.config import TrialConfig
 from workers.data import DataError, load_dataset, register_dataset
+from workers.errors import ConfigError
+from workers.kinds import DATASETS, STUDENT_KINDS, TEACHERS, DatasetKind, StudentKind, TeacherKind
+from workers.teacher_settings import TeacherSettings
 from workers.trial import run_trial
 
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 
 from sweep.results import append_rows, read_table
-from workers.config import TeacherSettings
 from workers.data import load_dataset
 from workers.io import StorageError, location, write_json, write_parquet
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.logits import get_teacher
 
 

@@ -95,7 +95,7 @@ def test_the_first_line_says_what_the_cache_knows_of_the_teachers(tmp_path):
     assembled from its members costs nothing of its own."""
     from sweep.grid import TeacherJob
     from sweep.progress import teacher_outlook
-    from workers.config import TeacherSettings
+    from workers.teacher_settings import TeacherSettings
 
     settings = TeacherSettings()  # digits: lenet 40 epochs at 1e-3, alexnet 20 at 1e-4
     jobs = [TeacherJob("digits", "0-5", arch, settings) for arch in ("lenet", "alexnet", "ensemble")]

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import workers.teachers.train as train
-from workers.config import TeacherSettings
 from workers.data import load_dataset
 from workers.io import location
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.cache import _logits_schema, _read_logits, _read_meta
 from workers.teachers.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, _load_checkpoint
 from workers.teachers.logits import get_teacher
@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
     import time
     import torch
     from torch import nn
-    from workers.config import TeacherSettings
+    from workers.teacher_settings import TeacherSettings
     from workers.data import load_dataset
     from workers.teachers.logits import get_teacher
     from workers.teachers.models import MODELS

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 import workers.teachers.logits as logits
-from workers.config import TeacherSettings
 from workers.data import Split, load_dataset, per_class_sample, student_splits
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.cache import cache_folder, teacher_key
 from workers.teachers.logits import get_teacher
 from workers.teachers.models import AlexNetMNIST, LeNet5
@@ -394,7 +394,9 @@ def first_keys(first):
 def test_per_architecture_optimizer_keys_only_the_named_teacher(digits):
     """``adam,alexnet=adam-fused``: AlexNet's key takes the fused kernel, LeNet's stays the
     key (and its trials the hashes) it had with plain ``adam``."""
-    from workers.config import ConfigError, TrialConfig, parse_optimizer
+    from workers.config import TrialConfig
+    from workers.errors import ConfigError
+    from workers.teacher_settings import parse_optimizer
 
     mixed = TeacherSettings(epochs=1, optimizer="adam,alexnet=adam-fused,ensemble=adam-fused")
     plain = TeacherSettings(epochs=1)
@@ -417,7 +419,8 @@ def test_epochs_and_lr_per_teacher_key_each_teacher_by_its_own_values():
     """``epochs: "10,alexnet=5"`` (and ``lr`` likewise): each teacher's cache key and each
     trial's hash hold only that teacher's values, so changing AlexNet's leaves LeNet's trials
     and cache entry as they were; bad texts are one line naming the field."""
-    from workers.config import ConfigError, TrialConfig
+    from workers.config import TrialConfig
+    from workers.errors import ConfigError
 
     digits = load_dataset("digits", (0, 1, 2))
     per = TeacherSettings(epochs="10,alexnet=5", lr="3e-3,alexnet=3e-4")

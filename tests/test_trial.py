@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from sweep.cli import main
-from workers.config import TeacherSettings, TrialConfig
+from workers.config import TrialConfig
+from workers.teacher_settings import TeacherSettings
 from workers.trial import run_trial
 
 #: The documented trials.parquet columns (README, "Result schema").

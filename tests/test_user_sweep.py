@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sweep.cli import main
-from workers.config import user_circuit, user_dataset, user_teacher
+from workers.kinds import user_circuit, user_dataset, user_teacher
 
 ray = pytest.importorskip("ray")
 

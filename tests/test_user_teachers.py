@@ -9,7 +9,10 @@ import sys
 import pytest
 from usercode import user_module
 
-from workers.config import ConfigError, TeacherSettings, TrialConfig, user_teacher
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.kinds import user_teacher
+from workers.teacher_settings import TeacherSettings
 
 MODULE = "qkd_user_teachers"
 

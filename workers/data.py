@@ -14,7 +14,7 @@ A damaged or partly downloaded file (truncated, compressed under its raw name, a
 in its place) is one line naming it and what is wrong: :mod:`workers.datafiles` checks the
 IDX files before torchvision parses them, and names the CIFAR10 batch that fails.
 
-Every dataset is one entry of :data:`LOADERS` and one of ``workers.config.DATASETS``
+Every dataset is one entry of :data:`LOADERS` and one of ``workers.kinds.DATASETS``
 (its image shape, its label, its default samples per class); the models take their
 input shape from there. A package's kind carries its loader (``DatasetKind.load``); a
 reference ``PKG.MODULE:CALLABLE`` in place of a name is called with no arguments and
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from workers import datafiles
-from workers.config import DATASETS, ConfigError, DatasetKind, user_dataset
+from workers.errors import ConfigError
 from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
+from workers.kinds import DATASETS, DatasetKind, user_dataset
 
 IMAGE_SIZE = 28
 DIGITS_SPLIT_SEED = 20231122
@@ -232,8 +234,8 @@ def _raw_digits(root: str = "", download: bool = False) -> tuple[np.ndarray, ...
 
 #: Dataset -> loader(data root, download) of its raw arrays: train images, train labels,
 #: test images, test labels (images as floats in [0, 1], N x H x W or N x C x H x W, the
-#: shape ``workers.config.DATASETS`` gives it; labels 0..9). A new dataset is one entry
-#: here and one in ``workers.config.DATASETS`` (:func:`register_dataset` makes both).
+#: shape ``workers.kinds.DATASETS`` gives it; labels 0..9). A new dataset is one entry
+#: here and one in ``workers.kinds.DATASETS`` (:func:`register_dataset` makes both).
 LOADERS: dict[str, Callable[[str, bool], tuple[np.ndarray, ...]]] = {
     "mnist": _idx("mnist"),
     "fashionmnist": _idx("fashionmnist"),
@@ -296,8 +298,6 @@ def user_arrays(ref: str) -> tuple[DatasetKind, tuple[np.ndarray, ...], str]:
     """The dataset reference ``ref`` names (a callable of no arguments returning the four
     arrays), called and checked: its kind (shape, labels, label ``ref``), its arrays, and a
     hash of their bytes. Every failure is a ConfigError naming ``dataset`` and ``ref``."""
-    import hashlib  # noqa: PLC0415
-
     from workers.refs import RefError, last_line, resolve  # noqa: PLC0415
 
     try:

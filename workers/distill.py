@@ -20,7 +20,7 @@ A head may score more outcomes than there are classes (the released notebooks'
 the KL over the first C, as there.
 
 ``defect`` reproduces, by name, a released notebook's broken term (see
-workers.config.KD_DEFECTS); ``none`` is the loss above.
+workers.choices.KD_DEFECTS); ``none`` is the loss above.
 """
 
 from __future__ import annotations

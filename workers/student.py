@@ -1,6 +1,6 @@
 """The students: registered kinds, each turning an image into class scores.
 
-Kinds (``student`` in a config; :data:`workers.config.STUDENT_KINDS` describes
+Kinds (``student`` in a config; :data:`workers.kinds.STUDENT_KINDS` describes
 them, :data:`BUILDERS` builds them):
 
 * ``amplitude`` (default, the paper's text): the pipeline below.
@@ -64,8 +64,10 @@ import torch
 from torch import nn
 
 from workers.backends import make_backend
+from workers.choices import DEFAULT_HEAD_SCALE, HEADS
 from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
-from workers.config import DEFAULT_HEAD_SCALE, HEADS, STUDENT_KINDS, TrialConfig, dataset_kind, user_circuit
+from workers.config import TrialConfig
+from workers.kinds import STUDENT_KINDS, dataset_kind, user_circuit
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -392,7 +394,7 @@ def _classical(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_see
 
 
 #: Student kind -> builder(resolved config, training images, init seed, shot seed).
-#: A new kind is one entry here and one in workers.config.STUDENT_KINDS.
+#: A new kind is one entry here and one in workers.kinds.STUDENT_KINDS.
 BUILDERS = {"amplitude": _amplitude, "cnn-angle": _cnn_angle, "cnn-classical": _cnn_classical,
             "classical": _classical, "circuit": _circuit}  # fmt: skip
 assert all(k in BUILDERS or STUDENT_KINDS[k].build is not None for k in STUDENT_KINDS), "a builder per kind"

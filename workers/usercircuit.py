@@ -23,7 +23,7 @@ the executors (:mod:`workers.backends.complex_sv`) and the gradient
 keeps the circuit as the user wrote it for Aer.
 
 A circuit that cannot be run this way is a :class:`CircuitError` (a ``ValueError``, and a
-:class:`~workers.config.ConfigError` for the field ``circuit``) with one line naming
+:class:`~workers.errors.ConfigError` for the field ``circuit``) with one line naming
 what is wrong: a gate left outside the set, ``reset``, a gate after a measurement,
 classical control, a missing ``x`` vector, a parameter outside ``x`` and ``w``.
 """
@@ -40,7 +40,7 @@ import sympy
 import torch
 
 from workers import refs
-from workers.config import ConfigError
+from workers.errors import ConfigError
 
 #: Gates a user circuit is reduced to, by name: (number of qubits, number of angles).
 #: ``u`` is ``p(phi) ry(theta) p(lam)`` exactly (three slots); every other angle is one slot.

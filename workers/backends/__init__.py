@@ -39,7 +39,7 @@ from workers.backends.gradient import SHIFT_RULES, Autograd, ParameterShift, bou
 from workers.backends.measurement import Exact, Sampled, make_measurement
 from workers.backends.statevector import StatevectorExecutor
 from workers.circuits import Circuit
-from workers.config import ConfigError
+from workers.errors import ConfigError
 
 __all__ = [
     "SHIFT_RULES",

@@ -30,7 +30,7 @@ import numpy as np
 from workers.backends.aer_direct import DirectAer, direct_or_none, gc_paused
 from workers.backends.noise import DeviceCircuit, apply_readout, device_circuit, noise_model, to_qiskit
 from workers.circuits import Circuit
-from workers.config import DeviceNoise, parse_noise
+from workers.noise_spec import DeviceNoise, parse_noise
 
 __all__ = ["AerExecutor", "noise_model", "to_qiskit"]
 

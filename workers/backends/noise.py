@@ -5,7 +5,7 @@
 * ``depolarizing:P1[,P2]``: a depolarizing channel after every 1-qubit (P1) and 2-qubit
   (P2) gate of the circuit as Aer runs it (its own gates, no device);
 * ``fake:NAME`` (``fake:manila``, ``fake:brisbane``, any backend that
-  ``qiskit_ibm_runtime.fake_provider`` ships; :func:`workers.config.fake_devices` lists
+  ``qiskit_ibm_runtime.fake_provider`` ships; :func:`workers.noise_spec.fake_devices` lists
   them): the circuit as that device would run it. It is transpiled once per trial to
   the device's basis gates and coupling map (layout and routing on the whole device,
   ``optimization_level=1``, the trial's shot seed as the transpiler's seed), cut down to
@@ -58,7 +58,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from workers.circuits import Circuit
-from workers.config import DeviceNoise, NoiseSpec, fake_devices
+from workers.noise_spec import DeviceNoise, NoiseSpec, fake_devices
 
 #: Instructions that are no gate of the circuit (left out of its depth and gate counts).
 _NOT_GATES = {"barrier", "delay", "save_probabilities", "measure"}

@@ -32,7 +32,7 @@ from workers.backends.complex_sv import ComplexStatevectorExecutor
 from workers.backends.gradient import Autograd
 from workers.backends.measurement import make_measurement
 from workers.backends.shift import slot_rules
-from workers.config import ConfigError
+from workers.errors import ConfigError
 from workers.usercircuit import SUPPORTED_GATES, UserCircuit
 
 #: The gates Aer is given: the supported set without the controlled rotations and phase.

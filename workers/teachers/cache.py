@@ -33,9 +33,10 @@ import numpy as np
 import pyarrow as pa
 from torch import nn
 
-from workers.config import TeacherSettings, members_of, trained_as_one, user_dataset
 from workers.data import Dataset
 from workers.io import Location, atomic_write, location, write_parquet
+from workers.kinds import members_of, trained_as_one, user_dataset
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.models import MNIST_SHAPE, MODEL_VERSION, make_model, model_source
 
 #: Bumped when the architectures or the training recipe change, so that old

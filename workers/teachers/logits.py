@@ -2,8 +2,8 @@
 when that is valid; else assembled from its members' (an ensemble), or computed by the
 teacher's saved weights or by the teacher trained now, and written into the entry.
 
-An ensemble that is not one model (``workers.config.trained_as_one``) is the mean of its
-members' softmax outputs (eq. 16; its members are ``workers.config.TEACHERS[name].members``,
+An ensemble that is not one model (``workers.kinds.trained_as_one``) is the mean of its
+members' softmax outputs (eq. 16; its members are ``workers.kinds.TEACHERS[name].members``,
 LeNet and AlexNet for ``ensemble``), each member a teacher cached under its own key; its
 distillation logits are the log of that mean (:func:`ensemble_logits`).
 """
@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.config import TEACHERS, TeacherSettings, members_of, trained_as_one
 from workers.data import Dataset, Split
 from workers.io import Location, remove_stale_temporaries, write_json
+from workers.kinds import TEACHERS, members_of, trained_as_one
 from workers.provenance import code_version
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.cache import (
     _load_weights,
     _read_logits,

@@ -10,7 +10,7 @@ Architectures (paper, section 4.3):
 * ``alexnet``: the paper's modified AlexNet: conv 64@3x3 p1, ReLU, 2x2
   max-pool; conv 192@3x3 p1, ReLU, 2x2 max-pool; conv 384@3x3 p1, ReLU;
   dropout, FC 4096, ReLU, dropout, FC 4096, ReLU, FC C.
-* ``ensemble``: no model of its own but its members (``workers.config.TEACHERS["ensemble"].members``,
+* ``ensemble``: no model of its own but its members (``workers.kinds.TEACHERS["ensemble"].members``,
   LeNet and AlexNet), assembled from their logits (:mod:`workers.teachers.logits`).
 * ``qnn`` (a quantum teacher, for quantum-to-quantum distillation): the
   amplitude student's pipeline at teacher size, 8 qubits, an fc reduction to 256
@@ -18,7 +18,7 @@ Architectures (paper, section 4.3):
   CNNs (Adam, the whole class-filtered training split) on the exact statevector
   with autograd, then frozen; its logits are cached the same way.
 
-Every model takes the dataset's image shape (``workers.config.DATASETS``).
+Every model takes the dataset's image shape (``workers.kinds.DATASETS``).
 
 The ``paper-code`` recipe builds the released notebooks' models: the classic LeNet-5
 (conv 6@5x5 without padding, tanh, 2x2 average pooling; conv 16@5x5, tanh, average
@@ -44,7 +44,8 @@ import functools
 import torch
 from torch import nn
 
-from workers.config import TEACHERS, ConfigError, trained_as_one
+from workers.errors import ConfigError
+from workers.kinds import TEACHERS, trained_as_one
 
 #: The teachers there are (every registered kind but ``none``).
 ARCHS = tuple(k for k in TEACHERS if k != "none")
@@ -129,7 +130,7 @@ def qnn_teacher(n_classes: int, shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Modu
 
 #: Per recipe, the architectures and how each is built from (classes, image shape); an
 #: ensemble missing here is assembled from trained members (eq. 16) instead of trained as
-#: one model. A new teacher is one entry here and one in ``workers.config.TEACHERS``.
+#: one model. A new teacher is one entry here and one in ``workers.kinds.TEACHERS``.
 MODELS = {
     "default": {"lenet": LeNet5, "alexnet": AlexNetMNIST, "qnn": qnn_teacher},
     "paper-code": {

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from workers.config import TeacherSettings, n_labels, parse_classes
 from workers.data import load_dataset
 from workers.io import Location
+from workers.kinds import n_labels, parse_classes
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.logits import get_teacher
 
 

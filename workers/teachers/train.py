@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import TeacherSettings, teacher_kind
 from workers.data import Dataset
 from workers.io import Location
+from workers.kinds import teacher_kind
+from workers.teacher_settings import TeacherSettings
 from workers.teachers.checkpoint import (
     CHECKPOINT_FORMAT,
     _load_checkpoint,
