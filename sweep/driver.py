@@ -21,11 +21,11 @@ or ``nan_loss`` (a result, if not a good one) are not run again; trials
 recorded as ``error`` are.
 
 Phase 1's wait is bounded: a teacher task that Ray does not start
-(``resources.teacher_start_timeout_s``, see :class:`TeacherWatch`) is one
-line naming the teacher and what Ray reports, not a wait without end.
+(``resources.teacher_start_timeout_s``, see :class:`sweep.teachers_phase.TeacherWatch`)
+is one line naming the teacher and what Ray reports, not a wait without end.
 
 This module is the order of things (:func:`run_sweep`); each job has a module of
-its own, and the names other code imports from here are theirs:
+its own, from which other code (and the tests) import its names:
 
 * :mod:`sweep.plan`: which trials run (the grid, ``--only``, what is finished);
 * :mod:`sweep.preflight`: the checks before anything runs (data, nodes, disk);
@@ -47,37 +47,18 @@ from dataclasses import dataclass, field, replace
 
 from sweep.grid import TeacherJob
 from sweep.lock import SweepLock
-from sweep.plan import FINISHED, finished_hashes, plan, select
+from sweep.plan import finished_hashes, plan, select
 from sweep.preflight import check_caches, check_creatable, check_resources, check_writable, preflight
 from sweep.progress import teacher_outlook
-from sweep.ray_env import connect, loopback_only
-from sweep.recorder import Recorder
+from sweep.ray_env import connect
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, compact, remove_table
 from sweep.spec import Spec
-from sweep.students_phase import REPORT_EVERY_S, _groups, _Reports, run_students, tracking_callbacks
-from sweep.teachers_phase import (
-    _BEAT_NAMESPACE,
-    TeacherError,
-    TeacherWatch,
-    _beat_key,
-    _Heartbeat,
-    _ray_failure,
-    train_teachers,
-)
+from sweep.students_phase import run_students, tracking_callbacks
+from sweep.teachers_phase import train_teachers
 from workers.config import TrialConfig
 from workers.io import Location
 
-#: The name the tests know the disk check by.
-_check_writable = check_writable
-
-#: What other code imports from here: this module's own (run_sweep, Summary) and its jobs'
-#: (the private ones are their modules' helpers that the tests reach through here).
-__all__ = [
-    "FINISHED", "REPORT_EVERY_S", "Recorder", "Summary", "TeacherError", "TeacherWatch", "check_resources",
-    "check_writable", "connect", "finished_hashes", "loopback_only", "plan", "preflight", "run_students",
-    "run_sweep", "select", "tracking_callbacks", "train_teachers",
-    "_BEAT_NAMESPACE", "_Heartbeat", "_Reports", "_beat_key", "_check_writable", "_groups", "_ray_failure",
-]  # fmt: skip
+__all__ = ["Summary", "run_sweep"]
 
 
 @dataclass

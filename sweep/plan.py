@@ -13,7 +13,9 @@ from collections.abc import Iterable
 
 from sweep.grid import Grid, expand
 from sweep.results import TRIALS, read_table
-from sweep.spec import TRIAL_FIELDS, Spec, SpecError
+from sweep.spec import Spec
+from sweep.spec_errors import SpecError
+from sweep.spec_fields import TRIAL_FIELDS
 from workers.config import TrialConfig
 from workers.io import Location
 

@@ -1,6 +1,6 @@
 """The checks before anything runs: the data, the cluster's nodes, the results folder.
 
-Each failure is one line naming the field or file (a :class:`~sweep.spec.SpecError`
+Each failure is one line naming the field or file (a :class:`~sweep.spec_errors.SpecError`
 or a :class:`~workers.io.StorageError`, exit 2) before a teacher trains or a row is
 written: missing or damaged data files or too few samples (:func:`preflight`, before Ray
 starts), a results root or teacher cache that cannot be made (:func:`check_creatable`,
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from sweep.spec import Resources, SpecError
+from sweep.spec import Resources
+from sweep.spec_errors import SpecError
 from workers.config import TrialConfig
 from workers.io import Location, StorageError, location
 

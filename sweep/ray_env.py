@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
-from sweep.spec import SpecError
+from sweep.spec_errors import SpecError
 from workers.refs import last_line
 from workers.runtime import HOOKS
 
@@ -34,7 +34,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, qiskit: boo
     worker resolves the reference to the same object. The hook is fixed when Ray starts, so a
     Ray this process started without one of them (or with another object under its reference)
     is restarted with all it had and the new ones; a Ray started elsewhere cannot take them,
-    which is one line (:class:`~sweep.spec.SpecError`) instead of trials failing on the workers.
+    which is one line (:class:`~sweep.spec_errors.SpecError`) instead of trials failing on the workers.
 
     A local Ray is kept on 127.0.0.1: Ray on Linux resolves "127.0.0.1" to the
     machine's outward address and listens there unless told that this is a

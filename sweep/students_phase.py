@@ -17,7 +17,8 @@ import time
 
 from sweep.configs import config_from_dict, sampled_config
 from sweep.recorder import Recorder, tune_callback
-from sweep.spec import Spec, SpecError
+from sweep.spec import Spec
+from sweep.spec_errors import SpecError
 from workers.config import TrialConfig
 
 #: A grid trial reports to Tune at most this often (its epochs are buffered in between and

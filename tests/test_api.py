@@ -14,7 +14,7 @@ import pytest
 import qkd_sweep
 import sweep.ray_env as ray_env
 from qkd_sweep import QKDError
-from sweep.spec import SpecError
+from sweep.spec_errors import SpecError
 from workers import refs
 from workers.runtime import HOOKS
 

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweep.driver import _groups, _Reports, run_sweep
-from sweep.spec import SpecError, load_spec, parse_spec
+from sweep.driver import run_sweep
+from sweep.spec import load_spec, parse_spec
+from sweep.spec_errors import SpecError
+from sweep.students_phase import _groups, _Reports
 
 ray = pytest.importorskip("ray")
 

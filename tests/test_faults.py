@@ -181,7 +181,7 @@ def test_nan_loss_is_a_finished_result_with_its_reason(monkeypatch):
     assert res.row["error"] == "non-finite loss in epoch 1, batch 2"
     assert res.epochs == []  # the epoch it broke in is not reported as if it had finished
 
-    from sweep.driver import FINISHED
+    from sweep.plan import FINISHED
 
     assert "nan_loss" in FINISHED  # a rerun does not run it again: it is a result, if a bad one
 
@@ -247,11 +247,11 @@ def test_a_full_disk_leaves_every_written_file_whole(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Location, "write_bytes", no_space)
-    from sweep.driver import _check_writable
+    from sweep.preflight import check_writable
     from workers.io import StorageError, location
 
     with pytest.raises(StorageError, match=r"paths.results: cannot write to .*No space left on device"):
-        _check_writable(location(tmp_path / "results"))
+        check_writable(location(tmp_path / "results"))
 
 
 def test_write_parquet_is_whole_or_nothing_on_failure(tmp_path):

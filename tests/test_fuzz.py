@@ -307,7 +307,9 @@ def _kinds() -> dict[str, str]:
     import dataclasses
     import typing
 
-    from sweep.spec import PATH_KEYS, TEACHER_KEYS, TRIAL_FIELDS, Resources, SearchSpec
+    from sweep.spec import PATH_KEYS, TEACHER_KEYS, Resources
+    from sweep.spec_fields import TRIAL_FIELDS
+    from sweep.spec_search import SearchSpec
 
     hints = {**TRIAL_FIELDS, **TEACHER_KEYS, **PATH_KEYS, **typing.get_type_hints(Resources)}
     hints.update({f.name: typing.get_type_hints(SearchSpec)[f.name] for f in dataclasses.fields(SearchSpec)})
@@ -754,7 +756,8 @@ def test_finding_alias_bomb_error_message_is_bounded(tmp_path):
 def test_finding_huge_axis_checks_duplicates_in_linear_time():
     """The listed-twice check compared every pair: 50,000 seeds took a minute before the error
     (and 20,000 valid ones two seconds before expanding)."""
-    from sweep.spec import SpecError, parse_spec
+    from sweep.spec import parse_spec
+    from sweep.spec_errors import SpecError
 
     raw = copy.deepcopy(PARSED["quickstart.yaml"])
     raw["grid"]["seed"] = [*range(50_000), 7]

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from sweep.driver import Recorder, finished_hashes
+from sweep.plan import finished_hashes
+from sweep.recorder import Recorder
 from sweep.results import (
     EPOCHS,
     SCHEMA_PART,

@@ -96,7 +96,7 @@ def test_the_driver_asks_for_qiskit_where_a_grid_trial_or_a_study_choice_uses_it
     from types import SimpleNamespace
 
     from sweep.driver import _needs_qiskit
-    from sweep.spec import SearchParam
+    from sweep.spec_search import SearchParam
 
     torch_only, on_aer = TrialConfig(backend="statevector"), TrialConfig(backend="aer")
     grid = SimpleNamespace(search=None)

@@ -21,10 +21,12 @@ import yaml
 
 import sweep.driver
 from sweep.cli import main
-from sweep.driver import finished_hashes, plan, select
 from sweep.grid import expand
+from sweep.plan import finished_hashes, plan, select
 from sweep.results import TRIALS, append_rows
-from sweep.spec import SearchSpec, SpecError, load_spec
+from sweep.spec import load_spec
+from sweep.spec_errors import SpecError
+from sweep.spec_search import SearchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

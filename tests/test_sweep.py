@@ -208,7 +208,8 @@ def test_a_task_larger_than_every_node_is_one_line_not_a_hang(tmp_path):
 
 
 def test_resource_check_counts_teachers_only_when_there_are_some_and_warns_on_a_joined_cluster(local_ray):
-    from sweep.driver import check_resources, connect
+    from sweep.preflight import check_resources
+    from sweep.ray_env import connect
     from sweep.spec import Resources
 
     connect(num_cpus=2)
@@ -223,7 +224,7 @@ def test_resource_check_counts_teachers_only_when_there_are_some_and_warns_on_a_
 
 def test_local_ray_listens_on_loopback_only(local_ray):
     """Every node of the local cluster is 127.0.0.1 (no other address is announced)."""
-    from sweep.driver import connect
+    from sweep.ray_env import connect
 
     connect(num_cpus=2)
     addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}

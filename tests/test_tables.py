@@ -316,7 +316,7 @@ def test_the_papers_circuits_for_3_and_4_qubits_share_a_table(tmp_path):
 
 
 def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
-    from sweep.tables.build import _build
+    from sweep.tables.build import build_report
     from sweep.tables.common import PANEL_TITLE_WIDTH
 
     # Six settings vary across the groups, as in specs/readings-mnist.yaml: one line of
@@ -324,7 +324,7 @@ def test_figure_panel_titles_wrap_to_the_panel_width(tmp_path):
     groups = [dict(lr=0.001), dict(lr=0.01), dict(samples_per_class=1500), dict(reduction="pca"),
               dict(ansatz="hea", layers=4), dict(head="log")]  # fmt: skip
     rows = [trial("0-5", 3, t, s, 0.9, **g) for g in groups for t in ("none", "lenet") for s in range(2)]
-    titles = list(_build(write_folder(tmp_path / "r", rows)).panel_titles.values())
+    titles = list(build_report(write_folder(tmp_path / "r", rows)).panel_titles.values())
     assert len(titles) == len(groups)
     for title in titles:
         first, *settings = title.split("\n")

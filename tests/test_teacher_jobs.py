@@ -14,9 +14,9 @@ import types
 import pytest
 import yaml
 
-from sweep.driver import train_teachers
 from sweep.grid import expand
 from sweep.spec import load_spec
+from sweep.teachers_phase import train_teachers
 
 TWO_SPELLINGS = {
     "name": "two-spellings",
@@ -96,7 +96,7 @@ def test_phase1_finds_members_under_either_spelling(tmp_path, monkeypatch):
 def test_phase1_on_local_ray_shares_the_lenet_member(tmp_path):
     """The same, on a real local Ray (127.0.0.1): one epoch per teacher on digits."""
     ray = pytest.importorskip("ray")
-    from sweep.driver import connect
+    from sweep.ray_env import connect
 
     spec = two_spellings_spec(tmp_path)
     jobs = expand(spec).teacher_jobs()

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from sweep.driver import run_sweep
-from sweep.spec import SpecError, load_spec, parse_spec
+from sweep.spec import load_spec, parse_spec
+from sweep.spec_errors import SpecError
 
 ray = pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
@@ -52,7 +53,7 @@ def test_tracking_section_is_checked_at_the_edge():
 def test_mlflow_missing_is_one_line_naming_the_field(monkeypatch):
     import sys
 
-    from sweep.driver import tracking_callbacks
+    from sweep.students_phase import tracking_callbacks
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
     spec = parse_spec({"name": "x", "grid": {"dataset": "digits", "teacher": "none"},

@@ -59,10 +59,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.tables.build import _build
-from sweep.tables.common import FIGURES, _Report
-from sweep.tables.figures import _accuracy_figure, _loss_figure
-from sweep.tables.render import _latex, _markdown
+from sweep.tables.build import build_report
+from sweep.tables.common import FIGURES, Report
+from sweep.tables.figures import accuracy_figure, loss_figure
+from sweep.tables.render import latex_text, markdown_text
 from workers.io import Location, atomic_write, location
 
 __all__ = ["markdown_tables", "run", "table_rows", "write_tables"]
@@ -70,24 +70,24 @@ __all__ = ["markdown_tables", "run", "table_rows", "write_tables"]
 
 def table_rows(results_dir: str | Path) -> pd.DataFrame:
     """The rows of tables.csv as a DataFrame (percent points), for answers in pandas without files."""
-    return _build(results_dir).rows
+    return build_report(results_dir).rows
 
 
 def markdown_tables(results_dir: str | Path) -> str:
     """The tables as Markdown, for printing at the end of a sweep."""
-    return _markdown(_build(results_dir))
+    return markdown_text(build_report(results_dir))
 
 
 def write_tables(results_dir: str | Path | Location, out_dir: str | Path | Location | None = None) -> dict:
     """Write the tables and figures (into ``results_dir`` unless ``out_dir``, a path or a URI);
     returns what was written (paths on a local disk, else :class:`~workers.io.Location`)."""
-    return _write(_build(results_dir), out_dir if out_dir is not None else results_dir)
+    return _write(build_report(results_dir), out_dir if out_dir is not None else results_dir)
 
 
-def _write(report: _Report, out_dir: str | Path | Location) -> dict:
+def _write(report: Report, out_dir: str | Path | Location) -> dict:
     out = location(out_dir)
     written = {"markdown": out / "tables.md", "latex": out / "tables.tex", "csv": out / "tables.csv"}
-    md, tex = _markdown(report), _latex(report)
+    md, tex = markdown_text(report), latex_text(report)
     atomic_write(written["markdown"], lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
     atomic_write(written["latex"], lambda tmp: Path(tmp).write_text(tex, encoding="utf-8"))
     atomic_write(written["csv"], lambda tmp: report.rows.to_csv(tmp, index=False))
@@ -97,11 +97,11 @@ def _write(report: _Report, out_dir: str | Path | Location) -> dict:
     else:
         if report.epochs is not None:
             written["loss_curves"] = out / FIGURES["loss_curves"]
-            _loss_figure(report, written["loss_curves"])
+            loss_figure(report, written["loss_curves"])
         else:
             stale.append(FIGURES["loss_curves"])
         written["accuracy_bars"] = out / FIGURES["accuracy_bars"]
-        _accuracy_figure(report, written["accuracy_bars"])
+        accuracy_figure(report, written["accuracy_bars"])
     for rel in stale:
         (out / rel).delete()
     return {k: v.local_path if v.is_local else v for k, v in written.items()}
@@ -109,9 +109,9 @@ def _write(report: _Report, out_dir: str | Path | Location) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Print the tables and the files written; a folder without ok trials is reported, not an error."""
-    report = _build(args.results_dir)
+    report = build_report(args.results_dir)
     written = _write(report, args.out if args.out is not None else args.results_dir)
-    print(_markdown(report))
+    print(markdown_text(report))
     for path in written.values():
         print(f"wrote {path}")
     return 0

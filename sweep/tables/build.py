@@ -8,39 +8,39 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.results import EPOCHS, TRIALS
-from sweep.tables.common import CELL, CSV_NUMBERS, PANEL_TITLE_WIDTH, TABLE, VARIANT, _Report, _Table
+from sweep.tables.common import CELL, CSV_NUMBERS, PANEL_TITLE_WIDTH, TABLE, VARIANT, Report, ReportTable
 from sweep.tables.confounds import confounded
 from sweep.tables.confounds import notes as confound_notes
 from sweep.tables.labels import (
-    _architecture,
-    _dataset_label,
-    _dataset_name,
-    _dataset_rank,
-    _kd_suffix,
-    _order,
-    _setting_text,
-    _teacher_name,
+    architecture,
+    dataset_label,
+    dataset_name,
+    dataset_rank,
+    kd_suffix,
+    paper_order,
+    setting_text,
+    teacher_name,
 )
-from sweep.tables.load import _load, _prepare
-from sweep.tables.stats import _student_rows, _teacher_rows
+from sweep.tables.load import load_results, prepare_trials
+from sweep.tables.stats import student_rows, teacher_rows
 from workers.io import Location, location
 
 
-def _build(results_dir: str | Path | Location) -> _Report:
-    trials, epochs, teachers = _load(results_dir)
+def build_report(results_dir: str | Path | Location) -> Report:
+    trials, epochs, teachers = load_results(results_dir)
     name = location(results_dir).name
-    t, settings, varying = _prepare(trials)
+    t, settings, varying = prepare_trials(trials)
     ok = t[t["reason"] == ""]
     excluded = t[t["reason"] != ""]
     if ok.empty:
         counts = ", ".join(f"{n} {r}" for r, n in excluded["reason"].value_counts().items()) or "none"
         msg = f"No ok trials in {location(results_dir) / TRIALS}: {len(t)} trial row(s), excluded: {counts}."
         empty = pd.DataFrame(columns=["table", "category", *CSV_NUMBERS])
-        return _Report(name, empty, [], [msg], pd.DataFrame(), None, {})
+        return Report(name, empty, [], [msg], pd.DataFrame(), None, {})
 
-    student, per_seed = _student_rows(ok)
-    teacher, teacher_notes = _teacher_rows(ok, teachers)
-    rows = _order(pd.concat([student, teacher], ignore_index=True))
+    student, per_seed = student_rows(ok)
+    teacher, teacher_notes = teacher_rows(ok, teachers)
+    rows = paper_order(pd.concat([student, teacher], ignore_index=True))
     setting_values = t.groupby("setting")[settings].first() if settings else pd.DataFrame(index=[0])
     rows = rows.join(setting_values, on="setting")
 
@@ -49,10 +49,10 @@ def _build(results_dir: str | Path | Location) -> _Report:
     spread = distill.groupby(TABLE)[["temperature", "lam", "kd_form", "teacher_recipe"]].nunique(dropna=False)
     shows = {k: {c: bool(spread.loc[k, c] > 1) for c in spread} if k in spread.index else dict.fromkeys(spread, False)
              for k in rows.set_index(TABLE).index.unique()}  # fmt: skip
-    rows["architecture"] = [_architecture(r, shows[(r.dataset, r.setting)]) for r in rows.itertuples()]
-    rows["dataset_label"] = [_dataset_label(d, c) for d, c in zip(rows["dataset"], rows["classes"], strict=True)]
+    rows["architecture"] = [architecture(r, shows[(r.dataset, r.setting)]) for r in rows.itertuples()]
+    rows["dataset_label"] = [dataset_label(d, c) for d, c in zip(rows["dataset"], rows["classes"], strict=True)]
 
-    known = _dataset_rank()
+    known = dataset_rank()
     table_keys = sorted(
         rows.set_index(TABLE).index.unique(), key=lambda k: (known.index(k[0]) if k[0] in known else 99, k)
     )
@@ -62,12 +62,12 @@ def _build(results_dir: str | Path | Location) -> _Report:
     tables = []
     for ds, setting in table_keys:
         sub = rows[(rows["dataset"] == ds) & (rows["setting"] == setting)]
-        title = f"Table: {_dataset_name(ds)}"
+        title = f"Table: {dataset_name(ds)}"
         if varying:
-            title += f" ({_setting_text(setting_values.loc[setting], varying)})"
+            title += f" ({setting_text(setting_values.loc[setting], varying)})"
         if _on_test(setting_values, setting):
             title += " [best epoch chosen ON THE TEST SPLIT: replicates the paper, biased upwards]"
-        tables.append(_Table(title, sub, _table_notes(sub, excluded, ds, setting, setting_values, settings)))
+        tables.append(ReportTable(title, sub, _table_notes(sub, excluded, ds, setting, setting_values, settings)))
         tables[-1].notes += [n for k, n in teacher_notes if k == (ds, setting)]
         tables[-1].notes += confound_notes(found, rows, sub.index)
         rows.loc[sub.index, "table"] = title
@@ -91,23 +91,23 @@ def _build(results_dir: str | Path | Location) -> _Report:
     ):
         ds, setting, classes, qubits = key
         # Wrapped to the panel's width: with many settings groups one line runs into the next panel.
-        wrapped = textwrap.fill(_setting_text(setting_values.loc[setting], varying), PANEL_TITLE_WIDTH)
+        wrapped = textwrap.fill(setting_text(setting_values.loc[setting], varying), PANEL_TITLE_WIDTH)
         suffix = f"\n{wrapped}" if varying else ""
-        panel_titles[key] = f"{_dataset_label(ds, classes)}, {int(qubits)} qubit{suffix}"
+        panel_titles[key] = f"{dataset_label(ds, classes)}, {int(qubits)} qubit{suffix}"
     per_seed = per_seed.assign(label=_figure_labels(per_seed))
     if epochs is not None:
         epochs = epochs.drop_duplicates(["trial_id", "epoch"], keep="last").merge(
             ok[["trial_id", *CELL, *VARIANT]], on="trial_id", how="inner"
         )
         epochs = epochs.assign(label=_figure_labels(epochs))
-    return _Report(name, _csv_frame(rows, settings), tables, notes, per_seed, epochs, panel_titles)
+    return Report(name, _csv_frame(rows, settings), tables, notes, per_seed, epochs, panel_titles)
 
 
 def _figure_labels(df: pd.DataFrame) -> list[str]:
     show = {c: df.loc[df["teacher"] != "none", c].nunique(dropna=False) > 1
             for c in ("temperature", "lam", "kd_form", "teacher_recipe") if c in df}  # fmt: skip
     return [
-        "baseline" if r.teacher == "none" else _teacher_name(r.teacher) + _kd_suffix(r, show) for r in df.itertuples()
+        "baseline" if r.teacher == "none" else teacher_name(r.teacher) + kd_suffix(r, show) for r in df.itertuples()
     ]
 
 
@@ -124,7 +124,7 @@ def _table_notes(sub, excluded, ds, setting, setting_values, settings) -> list[s
             "it is biased upwards and never paired with a last-epoch row."
         )
     if settings:
-        notes.append(f"Student settings: {_setting_text(setting_values.loc[setting], settings)}.")
+        notes.append(f"Student settings: {setting_text(setting_values.loc[setting], settings)}.")
     ex = excluded[(excluded["dataset"] == ds) & (excluded["setting"] == setting)]
     if len(ex):
         counts = ", ".join(f"{n} {r}" for r, n in ex["reason"].value_counts().items())

@@ -39,17 +39,17 @@ CSV_NUMBERS = [
 
 
 @dataclass
-class _Table:
+class ReportTable:
     title: str
     rows: pd.DataFrame
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass
-class _Report:
+class Report:
     name: str
     rows: pd.DataFrame
-    tables: list[_Table]
+    tables: list[ReportTable]
     notes: list[str]
     per_seed: pd.DataFrame
     epochs: pd.DataFrame | None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sweep.tables.labels import _num
+from sweep.tables.labels import num_text
 
 #: A baseline that differs in more fields than this is another experiment, not the paper's
 #: comparison made across one confound.
@@ -46,8 +46,8 @@ def confounded(rows: pd.DataFrame, setting_values: pd.DataFrame, settings: list[
             fields = [] if own else _differ(setting_values, r["setting"], b["setting"], settings)
             if len(fields) > MAX_FIELDS or not (fields or defect):
                 continue
-            shown = [f"{c}={_num(setting_values.loc[r['setting'], c])} vs {_num(setting_values.loc[b['setting'], c])}"
-                     for c in fields]  # fmt: skip
+            shown = [f"{c}={num_text(setting_values.loc[r['setting'], c])} "
+                     f"vs {num_text(setting_values.loc[b['setting'], c])}" for c in fields]  # fmt: skip
             out.append({"row": i, "fields": ", ".join(shown + defect), "baseline_mean": b["mean"],
                         "baseline_n": b["n"], "diff": r["mean"] - b["mean"], "same_setting": not fields})  # fmt: skip
     return pd.DataFrame(out, columns=["row", "fields", "baseline_mean", "baseline_n", "diff", "same_setting"])

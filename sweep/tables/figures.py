@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from sweep.tables.common import CELL, _Report
-from sweep.tables.labels import _teacher_rank
+from sweep.tables.common import CELL, Report
+from sweep.tables.labels import teacher_rank
 from workers.io import Location, atomic_write
 
 
@@ -32,7 +32,7 @@ def _colors(labels: list[str]) -> dict[str, str]:
 
 
 def _label_order(df: pd.DataFrame) -> list[str]:
-    known = _teacher_rank()
+    known = teacher_rank()
     first = df.drop_duplicates("label").assign(
         _t=lambda x: x["teacher"].map(lambda t: known.index(t) if t in known else 9)
     )
@@ -43,7 +43,7 @@ def _save(fig, path: Location) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
-def _loss_figure(report: _Report, path: Location) -> None:
+def loss_figure(report: Report, path: Location) -> None:
     ep = report.epochs
     keys = list(report.panel_titles)
     fig, axes = _panels(len(keys))
@@ -69,7 +69,7 @@ def _loss_figure(report: _Report, path: Location) -> None:
     _save(fig, path)
 
 
-def _accuracy_figure(report: _Report, path: Location) -> None:
+def accuracy_figure(report: Report, path: Location) -> None:
     ps = report.per_seed
     keys = list(report.panel_titles)
     fig, axes = _panels(len(keys))

@@ -13,7 +13,7 @@ from sweep.tables.common import SETTINGS
 from workers.io import Location, location
 
 
-def _load(results_dir: str | Path | Location) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+def load_results(results_dir: str | Path | Location) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
     """The folder's trials, epochs and teachers (a local path or a URI; a table in parts,
     as a running or killed sweep leaves it, reads as one)."""
     d = location(results_dir)
@@ -25,7 +25,7 @@ def _load(results_dir: str | Path | Location) -> tuple[pd.DataFrame, pd.DataFram
     return read_table(d / TRIALS), read_table(d / EPOCHS), read_table(d / TEACHERS)
 
 
-def _prepare(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+def prepare_trials(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Normalize keys and mark each row's reason to be left out ('' when it counts)."""
     t = trials.copy().reset_index(drop=True)
     for col, default in (("status", "ok"), ("kd_form", ""), ("teacher_key", ""), ("n_classes", 0),

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from sweep.tables.common import _Report
+from sweep.tables.common import Report
 
 
 def _display(rows: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +67,7 @@ LEGEND = [
 ]
 
 
-def _markdown(report: _Report) -> str:
+def markdown_text(report: Report) -> str:
     parts = [f"# Results: {report.name}", ""]
     if report.tables:
         parts += [*(f"- {line}" for line in LEGEND), ""]
@@ -90,7 +90,7 @@ def _tex_escape(text: str) -> str:
     return str(text).translate(TEX)
 
 
-def _latex(report: _Report) -> str:
+def latex_text(report: Report) -> str:
     out = [f"% Tables for results/{_tex_escape(report.name)}; needs \\usepackage{{booktabs}}.", ""]
     out += [f"% {n}" for n in report.notes]
     for table in report.tables:

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from sweep.tables.common import CELL, TABLE, VARIANT
-from sweep.tables.labels import _dataset_label, _teacher_kind
+from sweep.tables.labels import dataset_label, teacher_kind
 
 
 def _paired(g: pd.DataFrame) -> pd.Series:
@@ -26,7 +26,7 @@ def _paired(g: pd.DataFrame) -> pd.Series:
     return pd.Series(out)
 
 
-def _student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Student and Distillation rows, and the per-seed accuracies behind them."""
     keys = [*CELL, *VARIANT]
     agg = {"acc": ("test_acc", "mean"), "runs": ("test_acc", "size"), "n_classes": ("n_classes", "first")}
@@ -67,7 +67,7 @@ def _student_rows(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows, per_seed
 
 
-def _teacher_rows(ok: pd.DataFrame, teachers: pd.DataFrame | None) -> tuple[pd.DataFrame, list[tuple]]:
+def teacher_rows(ok: pd.DataFrame, teachers: pd.DataFrame | None) -> tuple[pd.DataFrame, list[tuple]]:
     """One row per dataset x classes x architecture over the teacher models the students used."""
     used = ok[ok["teacher"] != "none"].copy()
     # A row without a key still names its teacher by what decides it.
@@ -91,7 +91,7 @@ def _teacher_rows(ok: pd.DataFrame, teachers: pd.DataFrame | None) -> tuple[pd.D
     rows["category"] = "Teacher"
     mixed = rows[rows["n_teachers"] > rows["n_seeds"]]
     notes = [
-        ((r.dataset, r.setting), f"{_teacher_kind(r.teacher)} {_dataset_label(r.dataset, r.classes)} pools "
+        ((r.dataset, r.setting), f"{teacher_kind(r.teacher)} {dataset_label(r.dataset, r.classes)} pools "
          f"{r.n_teachers} teacher models from only {r.n_seeds} seed(s): they were trained with different settings.")
         for r in mixed.itertuples()
     ]  # fmt: skip
