@@ -21,9 +21,12 @@ import pandas as pd
 
 from qkd_sweep.errors import QKDError, one_line_errors
 from qkd_sweep.objects import used_objects, with_references
-from sweep.spec import Spec, _check_type, _type_name, load_spec, parse_spec, show
-from workers.config import TeacherSettings, TrialConfig
+from sweep.spec import Spec, load_spec, parse_spec
+from sweep.spec_errors import show
+from sweep.spec_fields import check_type, type_name
+from workers.config import TrialConfig
 from workers.io import location
+from workers.teacher_settings import TeacherSettings
 
 #: Where ``run_trial`` appends its rows (and keeps the teacher cache) unless told: the CLI's default.
 TRIAL_OUT = "results/trial"
@@ -49,18 +52,18 @@ def _option(name: str, value: Any) -> Any:
         hint = f"; did you mean {close[0]!r}?" if close else " (the options are qkd-sweep trial's, as Python names)"
         raise QKDError(f"{name}: unknown option{hint}", name)
     try:
-        return _check_type(value, hints[name])
+        return check_type(value, hints[name])
     except (TypeError, OverflowError):
-        raise QKDError(f"{name}: expected {_type_name(hints[name])}, got {show(value)}", name) from None
+        raise QKDError(f"{name}: expected {type_name(hints[name])}, got {show(value)}", name) from None
 
 
 def _forget_user_objects() -> None:
     """Empty this process's caches of what the user's objects made (a compiled circuit, a
     dataset's arrays, a checked teacher), kept per reference: an object registered again
     under a reference of its own choosing (no source hash in it) is then used as it is now."""
-    from workers import config  # noqa: PLC0415
+    from workers import kinds  # noqa: PLC0415
 
-    for cache in (config.user_circuit, config.user_dataset, config.user_teacher):
+    for cache in (kinds.user_circuit, kinds.user_dataset, kinds.user_teacher):
         cache.cache_clear()
 
 

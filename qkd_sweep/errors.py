@@ -6,8 +6,8 @@ import contextlib
 import re
 from collections.abc import Iterator
 
-from sweep.spec import one_line
-from workers.config import ConfigError
+from sweep.spec_errors import one_line
+from workers.errors import ConfigError
 from workers.io import DataError, StorageError
 from workers.refs import RefError
 

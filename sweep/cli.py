@@ -16,18 +16,13 @@ import sys
 import typing
 from pathlib import Path
 
-from workers.config import (
-    DATASETS,
-    FIELD_CHOICES,
-    FIELD_HELP,
-    STUDENT_KINDS,
-    TEACHER_HELP,
-    TEACHERS,
-    ConfigError,
-    TeacherSettings,
-    TrialConfig,
-)
+from workers.choices import FIELD_CHOICES
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.help import FIELD_HELP, TEACHER_HELP
 from workers.io import DataError, StorageError, location
+from workers.kinds import DATASETS, STUDENT_KINDS, TEACHERS
+from workers.teacher_settings import TeacherSettings
 
 EXIT_BAD_INPUT = 2
 #: 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe.
@@ -311,8 +306,8 @@ def _load(args: argparse.Namespace):
 def cmd_validate(args: argparse.Namespace) -> int:
     from collections import Counter  # noqa: PLC0415
 
-    from sweep.driver import finished_hashes, select  # noqa: PLC0415
     from sweep.grid import expand  # noqa: PLC0415
+    from sweep.plan import finished_hashes, select  # noqa: PLC0415
     from sweep.preflight import check_creatable  # noqa: PLC0415
 
     spec = _load(args)

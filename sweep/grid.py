@@ -20,16 +20,12 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sweep.spec import Spec, SpecError
-from workers.config import (
-    ConfigError,
-    TeacherSettings,
-    TrialConfig,
-    members_of,
-    n_labels,
-    parse_classes,
-    trained_as_one,
-)
+from sweep.spec import Spec
+from sweep.spec_errors import SpecError
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.kinds import members_of, n_labels, parse_classes, trained_as_one
+from workers.teacher_settings import TeacherSettings
 
 
 @dataclass(frozen=True)

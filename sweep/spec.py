@@ -2,8 +2,8 @@
 
 A spec is read with a safe YAML loader and checked once, here, before anything
 starts: an unknown key, a value of the wrong type or a value out of range is a
-:class:`SpecError` whose one-line message names the file, the field (as a path
-such as ``grid.lam[1]``) and the value. Checks that need the combination of
+:class:`~sweep.spec_errors.SpecError` whose one-line message names the file, the
+field (as a path such as ``grid.lam[1]``) and the value. Checks that need the combination of
 values (too few qubits for a class subset) happen when the grid is expanded
 (:mod:`sweep.grid`), with the same error type.
 
@@ -33,7 +33,7 @@ Layout (every section but ``grid`` is optional)::
             python_path: []}        # folders the user's modules import from (see below)
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, cpus_per_teacher: 1,
                 max_concurrent_trials: null, max_failures: 2}
-    search: ...                   # see SearchSpec: turns the spec into an Optuna study
+    search: ...                   # see sweep.spec_search: turns the spec into an Optuna study
 
 Field names are :class:`workers.config.TrialConfig`'s, the names the
 ``qkd-sweep trial`` options use (``lam`` is the distillation weight λ).
@@ -45,17 +45,20 @@ the spec file's folder, unlike the other paths: the code belongs to the spec, no
 it is run from), which loading the spec puts on this process's
 ``sys.path`` and on ``PYTHONPATH`` for the Ray processes started after it (a local Ray; on a
 cluster every node needs the folder at the same path, or the package installed).
+
+This module holds the spec and its sections, and reads the file into them. Beside it, by
+job: :mod:`sweep.spec_errors` (the one-line error and the quoting of values in it),
+:mod:`sweep.spec_fields` (the check of one value at its field path) and
+:mod:`sweep.spec_search` (the ``search:`` section).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 import os
-import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,14 +66,11 @@ from typing import Any
 
 import yaml
 
-from workers.config import ConfigError, TeacherSettings, TrialConfig
+from sweep.spec_errors import SpecError, show
+from sweep.spec_fields import MAX_NAME_BYTES, TRIAL_FIELDS, Reader, path_problem
+from sweep.spec_search import SearchSpec, parse_search
 from workers.io import Location, location
-
-#: TrialConfig fields a spec may not set in grid/trial: they have sections of their own.
-_NOT_TRIAL_FIELDS = {"teacher_settings", "data_root", "download", "cache_dir"}
-TRIAL_FIELDS: dict[str, Any] = {
-    k: v for k, v in typing.get_type_hints(TrialConfig).items() if k not in _NOT_TRIAL_FIELDS
-}
+from workers.teacher_settings import TeacherSettings
 
 SECTIONS = ("name", "description", "grid", "subgrids", "trial", "teacher", "paths", "resources", "search", "tracking")
 TEACHER_KEYS = {
@@ -83,46 +83,9 @@ TEACHER_KEYS = {
     "optimizer": str,
 }
 PATH_KEYS = {"data_root": str | None, "download": bool, "results": str, "cache": str | None, "python_path": list}
-SEARCH_METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
-SAMPLERS = ("tpe", "random")
-SCHEDULERS = ("asha", "median", "none")
-#: Integers are stored as 64-bit numbers in the result tables (and torch seeds take no more).
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 #: Grid points a spec may expand to: each one is a validated TrialConfig, so a grid of
 #: millions (an axis pasted in by mistake) would keep ``validate`` busy for hours.
 MAX_COMBINATIONS = 100_000
-#: Longest file or folder name most file systems take, in bytes (the spec name names a folder).
-MAX_NAME_BYTES = 255
-#: Characters that end a line for str.splitlines(): an error message must stay one line.
-_LINE_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-def one_line(text: str) -> str:
-    """``text`` with every line break escaped (a key or a file name may hold one)."""
-    return text.translate(str.maketrans(_LINE_BREAKS))
-
-
-_short = reprlib.Repr()
-_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 80, 80, 40
-_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = _short.maxfrozenset = 6
-
-
-def show(value: Any) -> str:
-    """A bounded repr for messages: a value built from YAML aliases can be billions of items."""
-    try:
-        text = _short.repr(value)
-    except ValueError:  # an int past sys.get_int_max_str_digits() (YAML reads 0x... of any length)
-        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-class SpecError(ConfigError):
-    """A spec that cannot run; the message is one line naming the file, field and value."""
-
-    def __init__(self, where: str, message: str, source: str | Path | None = None):
-        text = f"{source}: {where}: {message}" if source else f"{where}: {message}"
-        ValueError.__init__(self, one_line(text))
-        self.field = where
 
 
 @dataclass(frozen=True)
@@ -139,7 +102,7 @@ class Resources:
     #: trial costs about a second of dispatch; for trials of a second or two, group them.
     trials_per_task: int = 1
     #: Phase 1 gives up (one line, nothing written) after this long with a teacher task that Ray
-    #: has not started and nothing of phase 1 moving (sweep.driver.TeacherWatch); null: waits.
+    #: has not started and nothing of phase 1 moving (sweep.teachers_phase.TeacherWatch); null: waits.
     teacher_start_timeout_s: float | None = 600.0
     #: ... and on a started teacher that reports no progress (a line per epoch) for this long; null: never.
     teacher_progress_timeout_s: float | None = None
@@ -157,44 +120,6 @@ class Tracking:
 
     mlflow: str | None = None
     experiment: str | None = None
-
-
-@dataclass(frozen=True)
-class SearchParam:
-    """One searched field: a float or int range (``log`` for a log scale), or ``choices``."""
-
-    name: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-    choices: tuple | None = None
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    """A hyperparameter study: Ray Tune's Optuna searcher plus a pruning scheduler.
-
-    The objective is measured on a validation split held out of the training
-    samples (``trial.val_samples_per_class``), never on the test split: a
-    study tuned on the test split reports a biased number.
-    """
-
-    params: tuple[SearchParam, ...]
-    num_samples: int = 12
-    metric: str = "val_acc"
-    sampler: str = "tpe"
-    seed: int | None = 0
-    scheduler: str = "asha"
-    #: Epochs every trial runs before the scheduler may stop it.
-    grace_period: int = 2
-    #: SQLAlchemy URL of the Optuna storage; None: sqlite:///<results dir>/optuna.db.
-    storage: str | None = None
-    study_name: str | None = None
-
-    @property
-    def mode(self) -> str:
-        return SEARCH_METRICS[self.metric]
 
 
 @dataclass(frozen=True)
@@ -225,7 +150,7 @@ class Spec:
     def with_paths(self, data_root: str | None = None, results_root: str | None = None) -> Spec:
         """The spec with paths overridden from the command line (absolute, as Ray workers need)."""
         for flag, value in (("--data-root", data_root), ("--results", results_root)):
-            if value and (problem := _path_problem(value)):
+            if value and (problem := path_problem(value)):
                 raise SpecError(flag, problem)
         results = absolute(results_root) if results_root else self.results_root
         cache = self.cache_dir
@@ -253,105 +178,6 @@ def _real(where: str) -> str:
 
 def _join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}" if "://" in root else str(Path(root) / name)
-
-
-# ------------------------------------------------------------------ helpers
-def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
-    text = " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
-    return text + (" (or null)" if type(None) in typing.get_args(tp) else "")
-
-
-def _check_type(value: Any, tp: Any) -> Any:
-    """``value`` as ``tp`` (an int where a float is asked is a float), or raise TypeError."""
-    allowed = typing.get_args(tp) or (tp,)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise TypeError
-    if isinstance(value, bool):
-        if bool in allowed:
-            return value
-        raise TypeError
-    if int in allowed and isinstance(value, int):
-        return value
-    if float in allowed and isinstance(value, int | float):
-        value = float(value)  # OverflowError for an int past 1e308
-        if not math.isfinite(value):
-            raise TypeError
-        return value
-    if str in allowed and isinstance(value, str):
-        return value
-    raise TypeError
-
-
-def _path_problem(where: str) -> str | None:
-    """Why the file system cannot take path or URI ``where`` (a NUL, a name over 255 bytes), or None."""
-    if "\x00" in where:
-        return f"{show(where)}: a path cannot hold a NUL character"
-    if "://" not in where and any(len(part.encode()) > MAX_NAME_BYTES for part in Path(where).parts):
-        return f"{show(where)}: a file or folder name is longer than {MAX_NAME_BYTES} bytes"
-    return None
-
-
-def _unknown(key: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1) if isinstance(key, str) else []
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-    return f"unknown key {show(key)}{hint}"
-
-
-class _Reader:
-    """Walks the parsed YAML, raising SpecError with the path of the offending field."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, where: str, message: str) -> typing.NoReturn:
-        raise SpecError(where, message, self.source)
-
-    def mapping(self, value: Any, where: str, known: typing.Iterable[str]) -> dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(where, f"expected a mapping of keys to values, got {show(value)}")
-        known = list(known)
-        for key in value:
-            if key not in known:
-                plain = isinstance(key, str) and 0 < len(key) <= 80 and key.strip() == key
-                name = key if plain else show(key)  # '' or ' x' quoted: the path names the key
-                self.fail(f"{where}.{name}" if where else name, _unknown(key, known))
-        return value
-
-    def typed(self, value: Any, tp: Any, where: str) -> Any:
-        try:
-            value = _check_type(value, tp)
-        except TypeError:
-            self.fail(where, f"expected {_type_name(tp)}, got {show(value)}")
-        except OverflowError:
-            self.fail(where, f"{show(value)} is out of range for a number")
-        if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
-            self.fail(where, f"{show(value)} is out of range: integers here are 64-bit (at most 2**63 - 1)")
-        return value
-
-    def path(self, value: Any, tp: Any, where: str) -> Any:
-        value = self.typed(value, tp, where)
-        if isinstance(value, str) and (problem := _path_problem(value)):
-            self.fail(where, problem)
-        return value
-
-    def trial_value(self, name: str, value: Any, where: str) -> Any:
-        if name == "shots":  # 0 in TrialConfig; spelled out in a spec so that shots: 0 is caught
-            if value == "exact":
-                return 0
-            if not isinstance(value, bool) and isinstance(value, int) and value < 1:
-                self.fail(where, f"must be an integer >= 1, or 'exact' for exact probabilities; got {show(value)}")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                self.fail(where, f"expected an integer >= 1, 'exact' or null, got {show(value)}")
-            return self.typed(value, int | None, where)
-        if name == "classes" and isinstance(value, int) and not isinstance(value, bool):
-            self.fail(where, f"expected a class subset written as a string like '0-5' or '0,3,5', got {show(value)}")
-        return self.typed(value, TRIAL_FIELDS[name], where)
 
 
 # --------------------------------------------------------------------- load
@@ -414,7 +240,7 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") -> Spec:
-    r = _Reader(source)
+    r = Reader(source)
     if not isinstance(raw, dict):
         r.fail("spec", f"expected a mapping with a 'grid' section, got {type(raw).__name__}")
     r.mapping(raw, "", SECTIONS)
@@ -488,7 +314,7 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     if res.get("max_concurrent_trials") is not None and res["max_concurrent_trials"] < 1:
         r.fail("resources.max_concurrent_trials", f"must be >= 1, got {res['max_concurrent_trials']!r}")
 
-    search = _search(r, raw.get("search"), grids, trial, results_root) if raw.get("search") is not None else None
+    search = parse_search(r, raw.get("search"), grids, trial, results_root) if raw.get("search") is not None else None
     tr_raw = r.mapping(raw.get("tracking"), "tracking", ("mlflow", "experiment"))
     tracking = Tracking(**{k: r.typed(v, str | None, f"tracking.{k}") for k, v in tr_raw.items()})
     if search is not None and res.get("trials_per_task", 1) != 1:
@@ -507,7 +333,7 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     )  # fmt: skip
 
 
-def _python_path(r: _Reader, raw: Any, source: str) -> list[str]:
+def _python_path(r: Reader, raw: Any, source: str) -> list[str]:
     """``paths.python_path``: a folder or a list of folders, each existing, made absolute; a
     relative one starts at the spec file's folder (the current directory for a spec not read
     from a file), so that the spec finds its code from wherever it is run."""
@@ -537,77 +363,3 @@ def use_python_path(folders: list[str]) -> None:
             env.insert(0, folder)
     if folders:
         os.environ["PYTHONPATH"] = os.pathsep.join(env)
-
-
-def _search(r: _Reader, raw: Any, grids: tuple[dict, ...], trial: dict, results_root: str) -> SearchSpec:
-    fields = {f.name for f in dataclasses.fields(SearchSpec)}
-    raw = r.mapping(raw, "search", fields)
-    if "params" not in raw or not raw["params"]:
-        r.fail("search.params", "missing; name the fields to search, e.g. lam: {low: 0.1, high: 1.0}")
-    params_raw = r.mapping(raw["params"], "search.params", TRIAL_FIELDS)
-    params = []
-    for name, p in params_raw.items():
-        where = f"search.params.{name}"
-        p = r.mapping(p, where, ("low", "high", "log", "choices"))
-        tp = TRIAL_FIELDS[name]
-        base = next(a for a in (typing.get_args(tp) or (tp,)) if a is not type(None))
-        if "choices" in p:
-            if set(p) != {"choices"} or not isinstance(p["choices"], list) or len(p["choices"]) < 2:
-                r.fail(where, "give either choices: [a, b, ...] (two or more) or low/high")
-            choices = tuple(r.trial_value(name, v, f"{where}.choices[{i}]") for i, v in enumerate(p["choices"]))
-            params.append(SearchParam(name, choices=choices))
-            continue
-        if base not in (int, float):
-            r.fail(where, f"{name} is not numeric; search it with choices: [...]")
-        if "low" not in p or "high" not in p:
-            r.fail(where, "needs low and high (or choices)")
-        low = r.typed(p["low"], base, f"{where}.low")
-        high = r.typed(p["high"], base, f"{where}.high")
-        log = r.typed(p.get("log", False), bool, f"{where}.log")
-        if not low < high:
-            r.fail(where, f"low ({low!r}) must be below high ({high!r})")
-        if log and low <= 0:
-            r.fail(f"{where}.low", f"a log scale needs low > 0, got {low!r}")
-        params.append(SearchParam(name, low, high, log, integer=base is int))
-
-    def opt(key: str, tp: Any, default: Any) -> Any:
-        return r.typed(raw[key], tp, f"search.{key}") if key in raw else default
-
-    s = SearchSpec(
-        params=tuple(params),
-        num_samples=opt("num_samples", int, 12),
-        metric=opt("metric", str, "val_acc"),
-        sampler=opt("sampler", str, "tpe"),
-        seed=opt("seed", int | None, 0),
-        scheduler=opt("scheduler", str, "asha"),
-        grace_period=opt("grace_period", int, 2),
-        storage=opt("storage", str | None, None),
-        study_name=opt("study_name", str | None, None),
-    )
-    if s.storage is None and "://" in str(results_root):
-        r.fail("search.storage", "the default SQLite study file needs a local results root; give a SQLAlchemy URL")
-    if s.num_samples < 1:
-        r.fail("search.num_samples", f"must be >= 1, got {s.num_samples!r}")
-    if s.grace_period < 1:
-        r.fail("search.grace_period", f"must be >= 1, got {s.grace_period!r}")
-    if s.metric not in SEARCH_METRICS:
-        why = "; tuning on the test split biases the reported number" if s.metric.startswith("test") else ""
-        r.fail("search.metric", f"{s.metric!r}: choose one of {list(SEARCH_METRICS)}{why}")
-    if s.sampler not in SAMPLERS:
-        r.fail("search.sampler", f"unknown sampler {s.sampler!r}; choose one of {list(SAMPLERS)}")
-    if s.scheduler not in SCHEDULERS:
-        r.fail("search.scheduler", f"unknown scheduler {s.scheduler!r}; choose one of {list(SCHEDULERS)}")
-    if s.metric.startswith("val") and not trial.get("val_samples_per_class"):
-        r.fail("trial.val_samples_per_class", f"a study on {s.metric} needs a validation split; set it >= 1")
-    if len(grids) > 1:
-        r.fail("subgrids", "a study searches one cell; drop subgrids (run one spec per cell)")
-
-    for key, values in grids[0].items():
-        if len(values) > 1:
-            r.fail(f"grid.{key}", f"{len(values)} values; a study searches one cell, give one value per axis")
-        if any(p.name == key for p in params):
-            r.fail(f"search.params.{key}", "also an axis under 'grid'; give it in one place")
-    for p in params:
-        if p.name in trial:
-            r.fail(f"search.params.{p.name}", "also fixed under 'trial'; give it in one place")
-    return s

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from sweep.grid import TeacherJob
 from sweep.progress import TeacherProgress
-from sweep.spec import Resources, Spec, SpecError
-from workers.config import members_of, trained_as_one
+from sweep.spec import Resources, Spec
+from sweep.spec_errors import SpecError
+from workers.kinds import members_of, trained_as_one
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.config import FIELD_HELP, ConfigError, TrialConfig, user_circuit
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.help import FIELD_HELP
+from workers.kinds import user_circuit
 from workers.trial import run_trial
 
 MODULE = "qkd_user_circuits"
@@ -135,7 +138,7 @@ def test_the_field_keeps_every_earlier_hash_and_is_an_option_and_an_axis(user_mo
     assert "circuit" in FIELD_HELP
 
     from sweep.cli import build_parser
-    from sweep.spec import TRIAL_FIELDS
+    from sweep.spec_fields import TRIAL_FIELDS
 
     assert TRIAL_FIELDS["circuit"] is str
     args = build_parser().parse_args(["trial", "--student", "circuit", "--circuit", ref, "--reduction", "cnn"])
@@ -144,7 +147,8 @@ def test_the_field_keeps_every_earlier_hash_and_is_an_option_and_an_axis(user_mo
 
 def test_a_spec_takes_the_circuit_as_a_grid_axis(tmp_path, user_module):
     from sweep.grid import expand
-    from sweep.spec import SpecError, parse_spec
+    from sweep.spec import parse_spec
+    from sweep.spec_errors import SpecError
 
     def spec(circuits):
         raw = {
@@ -339,11 +343,11 @@ def test_trial_with_a_missing_module_exits_2(tmp_path, capsys):
 def test_tables_name_a_circuit_student_by_its_circuit():
     """The Architecture column says which circuit a circuit student ran (its ansatz column
     holds the reference), not only its qubits."""
-    from sweep.tables.labels import _student_name
+    from sweep.tables.labels import student_name
 
     class Row:
         student, qubits, n_params, ansatz = "circuit", 3, 40, "mymod:su2"
 
-    assert _student_name(Row) == "Quantum (mymod:su2), 3 qubit"
+    assert student_name(Row) == "Quantum (mymod:su2), 3 qubit"
     Row.ansatz = ""
-    assert _student_name(Row) == "Quantum (the user's circuit), 3 qubit"
+    assert student_name(Row) == "Quantum (the user's circuit), 3 qubit"

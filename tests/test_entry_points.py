@@ -14,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
-import workers.config as config
-from workers.config import DATASETS, STUDENT_KINDS, TEACHERS, ConfigError, TeacherSettings, TrialConfig
+import workers.kinds as kinds
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.kinds import DATASETS, STUDENT_KINDS, TEACHERS
+from workers.teacher_settings import TeacherSettings
 
 PACKAGE = "qkd_plugin_pkg"
 
 KINDS = f'''
 """The package's kinds: metadata only (no torch); the builders load when first used."""
-from workers.config import DatasetKind, StudentKind, TeacherKind
+from workers.kinds import DatasetKind, StudentKind, TeacherKind
 
 BLOBS = DatasetKind("blobs", "Blobs", (1, 6, 6), 10, "four bright corners and a centre, noisy",
                     n_classes=4, load="{PACKAGE}.impl:load")
@@ -98,14 +101,14 @@ def plugin(tmp_path, monkeypatch):
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     saved = {id(r): dict(r) for r in (DATASETS, TEACHERS, STUDENT_KINDS)}
-    seen = set(config._SEEN_ENTRY_POINTS)
+    seen = set(kinds._SEEN_ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     for registry in (DATASETS, TEACHERS, STUDENT_KINDS):
         registry.clear()
         registry.update(saved[id(registry)])
-    config._SEEN_ENTRY_POINTS.clear()
-    config._SEEN_ENTRY_POINTS.update(seen)
+    kinds._SEEN_ENTRY_POINTS.clear()
+    kinds._SEEN_ENTRY_POINTS.update(seen)
     for name in [m for m in sys.modules if m.startswith(PACKAGE)]:
         del sys.modules[name]
 
@@ -132,17 +135,17 @@ def test_help_lists_a_package_s_kinds(plugin):
 
 
 def test_a_package_s_kinds_validate_and_run(tmp_path, plugin):
-    from sweep.tables.labels import _dataset_label, _student_name, _teacher_kind
+    from sweep.tables.labels import dataset_label, student_name, teacher_kind
     from workers.trial import run_trial
 
     with pytest.warns(UserWarning) as caught:
-        added = config.discover_kinds()
+        added = kinds.discover_kinds()
     assert sorted(str(w.message).split(" (")[0] for w in caught) == [
         f"entry point broken = {PACKAGE}:NO_SUCH_NAME",
         f"entry point wrong-kind = {PACKAGE}:NOT_A_KIND",
     ]
     assert added == ["blobs", "probe", "plugin-softmax"]
-    assert config.discover_kinds() == []  # each entry point is read once per process
+    assert kinds.discover_kinds() == []  # each entry point is read once per process
     assert "torch" in sys.modules  # (this test process has it anyway; the kinds module itself imports none)
     assert f"{PACKAGE}.impl" not in sys.modules  # builders load when first used
 
@@ -154,11 +157,11 @@ def test_a_package_s_kinds_validate_and_run(tmp_path, plugin):
     assert res.row["status"] == "ok" and res.row["dataset"] == "blobs" and res.row["student"] == "plugin-softmax"
     assert res.teacher["teacher"] == "probe" and res.teacher["test_acc"] > 0.9
     assert res.row["n_params"] == 36 * 4 + 4 + 1
-    assert _dataset_label("blobs", "0-3") == "Blobs 0-3" and _teacher_kind("probe") == "Classical, Linear probe"
+    assert dataset_label("blobs", "0-3") == "Blobs 0-3" and teacher_kind("probe") == "Classical, Linear probe"
 
     class Row:
         student, qubits, n_params = "plugin-softmax", 2, 149
 
-    assert _student_name(Row) == "Plugin softmax, 2-qubit size"
+    assert student_name(Row) == "Plugin softmax, 2-qubit size"
     with pytest.raises(ConfigError, match=r"^classes: '0-5'"):  # its labels run 0..3
         TrialConfig(dataset="blobs", classes="0-5").validate()

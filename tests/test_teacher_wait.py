@@ -10,9 +10,9 @@ import time
 import pytest
 import yaml
 
-from sweep.driver import TeacherError, TeacherWatch, _beat_key, _Heartbeat, _ray_failure
 from sweep.grid import TeacherJob
-from workers.config import TeacherSettings
+from sweep.teachers_phase import TeacherError, TeacherWatch, _beat_key, _Heartbeat, _ray_failure
+from workers.teacher_settings import TeacherSettings
 
 ray = pytest.importorskip("ray")
 
@@ -86,7 +86,7 @@ def test_what_ray_cannot_run_is_one_line_and_the_teachers_own_errors_keep_their_
 @pytest.fixture
 def local_ray(local_ray):
     """The process's shared Ray (conftest), started here if no test has started it yet."""
-    from sweep.driver import connect
+    from sweep.ray_env import connect
 
     connect(num_cpus=2)  # loopback only, as every Ray these tests start
     return local_ray
@@ -95,7 +95,7 @@ def local_ray(local_ray):
 def test_a_teachers_heartbeat_reaches_the_driver_under_its_task_id(local_ray):
     from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
 
-    from sweep.driver import _BEAT_NAMESPACE
+    from sweep.teachers_phase import _BEAT_NAMESPACE
 
     @ray.remote(num_cpus=0)
     def task():
@@ -136,7 +136,7 @@ def test_a_teacher_task_ray_never_starts_is_one_line_exit_2_and_nothing_written(
     path.write_text(yaml.safe_dump(spec))
     t0 = time.monotonic()
     try:
-        with caplog.at_level(logging.WARNING, logger="sweep.driver"):
+        with caplog.at_level(logging.WARNING, logger="sweep.teachers_phase"):
             code = main(["sweep", str(path), "--quiet", "--no-tables"])
     finally:
         ray.kill(blocker)

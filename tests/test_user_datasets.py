@@ -10,7 +10,10 @@ import pytest
 from usercode import user_module
 
 import workers.data as data
-from workers.config import ConfigError, TeacherSettings, TrialConfig, user_dataset
+from workers.config import TrialConfig
+from workers.errors import ConfigError
+from workers.kinds import user_dataset
+from workers.teacher_settings import TeacherSettings
 
 MODULE = "qkd_user_datasets"
 
@@ -115,11 +118,11 @@ def test_a_reference_dataset_runs_as_mnist_does(tmp_path, datasets_module):
 
 
 def test_tables_label_it_with_the_reference(tmp_path, datasets_module):
-    from sweep.tables.labels import _dataset_label, _teacher_name
+    from sweep.tables.labels import dataset_label, teacher_name
 
     ref = f"{MODULE}:stripes"
-    assert _dataset_label(ref, "0-3") == f"{ref} 0-3"
-    assert _teacher_name("torchvision:resnet18") == "torchvision:resnet18" and _teacher_name("lenet") == "LeNet"
+    assert dataset_label(ref, "0-3") == f"{ref} 0-3"
+    assert teacher_name("torchvision:resnet18") == "torchvision:resnet18" and teacher_name("lenet") == "LeNet"
 
 
 @pytest.mark.parametrize(

@@ -8,20 +8,20 @@ import numpy as np
 import pandas as pd
 
 from sweep.tables.common import CATEGORIES, FIRST_TEACHERS, STUDENT_NAMES, TABLE
-from workers.config import DATASETS, STUDENT_KINDS
-from workers.config import TEACHERS as TEACHER_KINDS
+from workers.kinds import DATASETS, STUDENT_KINDS
+from workers.kinds import TEACHERS as TEACHER_KINDS
 
 
-def _dataset_name(dataset: str) -> str:
+def dataset_name(dataset: str) -> str:
     """A registered dataset's label (a package's too); a reference to the user's as written."""
     return DATASETS[dataset].label if dataset in DATASETS else str(dataset)
 
 
-def _dataset_label(dataset: str, classes: str) -> str:
-    return f"{_dataset_name(dataset)} {classes}"
+def dataset_label(dataset: str, classes: str) -> str:
+    return f"{dataset_name(dataset)} {classes}"
 
 
-def _teacher_name(teacher: str) -> str:
+def teacher_name(teacher: str) -> str:
     """A registered teacher's label; a reference (``PKG.MODULE:CALLABLE``, ``torchvision:NAME``)
     as written; an unknown name (a kind since removed) title-cased."""
     if teacher in TEACHER_KINDS:
@@ -29,27 +29,27 @@ def _teacher_name(teacher: str) -> str:
     return str(teacher) if ":" in str(teacher) else str(teacher).title()
 
 
-def _teacher_kind(teacher: str) -> str:
+def teacher_kind(teacher: str) -> str:
     """A teacher row's name: ``Classical, LeNet``; ``Quantum, QNN 8 qubit``."""
     quantum = teacher in TEACHER_KINDS and TEACHER_KINDS[teacher].quantum
-    return f"{'Quantum' if quantum else 'Classical'}, {_teacher_name(teacher)}"
+    return f"{'Quantum' if quantum else 'Classical'}, {teacher_name(teacher)}"
 
 
-def _teacher_rank() -> list[str]:
+def teacher_rank() -> list[str]:
     return [*FIRST_TEACHERS, *(t for t in TEACHER_KINDS if t not in FIRST_TEACHERS)]
 
 
-def _dataset_rank() -> list[str]:
+def dataset_rank() -> list[str]:
     return list(DATASETS)
 
 
-def _num(x) -> str:
+def num_text(x) -> str:
     return f"{x:g}" if isinstance(x, float | np.floating) else str(x)
 
 
-def _kd_suffix(r, show: dict[str, bool]) -> str:
-    parts = [f"T={_num(r.temperature)}"] if show["temperature"] else []
-    parts += [f"λ={_num(r.lam)}"] if show["lam"] else []
+def kd_suffix(r, show: dict[str, bool]) -> str:
+    parts = [f"T={num_text(r.temperature)}"] if show["temperature"] else []
+    parts += [f"λ={num_text(r.lam)}"] if show["lam"] else []
     parts += [r.kd_form] if show["kd_form"] and r.kd_form else []
     parts += [f"{r.teacher_recipe} recipe"] if show.get("teacher_recipe") and r.teacher_recipe else []
     # A released notebook's defect is named wherever its row appears.
@@ -57,7 +57,7 @@ def _kd_suffix(r, show: dict[str, bool]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _student_name(r) -> str:
+def student_name(r) -> str:
     q = int(r.qubits)
     n_params = getattr(r, "n_params", math.nan)
     p = f"{int(n_params):,}" if pd.notna(n_params) and n_params >= 0 else "?"
@@ -68,22 +68,22 @@ def _student_name(r) -> str:
     return name.format(q=q, d=2**q, p=p, c=circuit)
 
 
-def _architecture(r, show: dict[str, bool]) -> str:
-    student = _student_name(r) if r.category != "Teacher" else ""
+def architecture(r, show: dict[str, bool]) -> str:
+    student = student_name(r) if r.category != "Teacher" else ""
     if r.category == "Student":
         return student
     if r.category == "Teacher":
-        return _teacher_kind(r.teacher)
-    return f"Teacher: {_teacher_name(r.teacher)}{_kd_suffix(r, show)}, Student: {student}"
+        return teacher_kind(r.teacher)
+    return f"Teacher: {teacher_name(r.teacher)}{kd_suffix(r, show)}, Student: {student}"
 
 
-def _setting_text(values: pd.Series, cols: list[str]) -> str:
-    return ", ".join(f"{c}={_num(values[c]) if values[c] != '' else '-'}" for c in cols)
+def setting_text(values: pd.Series, cols: list[str]) -> str:
+    return ", ".join(f"{c}={num_text(values[c]) if values[c] != '' else '-'}" for c in cols)
 
 
-def _order(rows: pd.DataFrame) -> pd.DataFrame:
+def paper_order(rows: pd.DataFrame) -> pd.DataFrame:
     """The paper's order: Student, Teacher, Distillation; AlexNet, LeNet, Ensemble; then qubits, classes."""
-    known = _teacher_rank()
+    known = teacher_rank()
     rank = {
         "_cat": rows["category"].map(CATEGORIES.index),
         "_teacher": rows["teacher"].map(lambda t: known.index(t) if t in known else len(known)),
