@@ -9,11 +9,12 @@ written by the first Ray that finds none; two Rays starting at once in a fresh h
 each write their own, and the workers of one would then present the other's. The token is
 written here once, before any test runs.
 
-Tests that ask for ``local_ray`` share the Ray of their process (started by the first
-sweep or ``connect`` that needs one, kept for the next such test, shut down after the last
-of a run of them) and form one xdist group, run one after another on one worker, so that
-they start one Ray between them. A test that starts a Ray of its own without that fixture
-is safe in any worker too.
+Tests that ask for ``local_ray`` share the Ray of their process: started by the first sweep
+or ``connect`` that needs one, kept for the next such test the same worker runs, shut down
+after the last of a run of them. They are spread over the workers like any long test, each
+worker starting its own Ray: run one after another on one worker, as one xdist group, they
+were the suite's critical path (about 17 minutes of a run's 18, while the other workers
+idled). A test that starts a Ray of its own without that fixture is safe in any worker too.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import tempfile
 
 import pytest
 
-#: The xdist group of the tests that share their process's local Ray.
-RAY_GROUP = "local-ray"
 #: The temporary root this conftest made for an xdist run (removed if the run passes).
 _OWN_BASETEMP = pytest.StashKey[str]()
 
@@ -58,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None) and not config.option.basetemp:
         # xdist puts each worker's temporary folders under <basetemp>/popen-gwN, ten characters
         # more than a serial run's: a test comparing a message that shortens long values
-        # (reprlib's 80 characters, sweep.spec.show) then sees its own tmp_path shortened. A
+        # (reprlib's 80 characters, sweep.spec_errors.show) then sees its own tmp_path shortened. A
         # short root of the run's own, removed when the run passes, keeps the serial lengths.
         config.option.basetemp = tempfile.mkdtemp(prefix="qkd-")
         config.stash[_OWN_BASETEMP] = config.option.basetemp
@@ -99,13 +98,12 @@ def _cluster_alone(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
-    """Every test that shares its process's Ray into one xdist group (``--dist loadgroup``)."""
+    """Every test that uses a module fixture of its own module into that module's xdist group
+    (``--dist loadgroup``)."""
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        if "local_ray" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
-        elif _uses_a_module_fixture(item):
+        if _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if hasattr(config, "workerinput"):  # an xdist worker: the long units first, spread out
         items[:] = _long_first(items)
@@ -129,21 +127,20 @@ def _uses_a_module_fixture(item: pytest.Item) -> bool:
 
 
 def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The order in which xdist hands out the tests: the shared-Ray group first (the longest
-    unit), then the slow and cluster tests and the other groups spread over the first half of
-    the rest (each file's order kept), so that the long units start early, without ending the
-    run on one busy worker, and not all at once: each of them starts a Ray or trains, and a
-    handful starting together on two cores would each take minutes to get going."""
+    """The order in which xdist hands out the tests: the sweeps on a shared Ray, the slow and
+    cluster tests and the groups spread over the first half of the rest (each file's order
+    kept), so that the long units start early, without ending the run on one busy worker, and
+    not all at once: each of them starts a Ray or trains, and a handful starting together on
+    two cores would each take minutes to get going."""
 
     def rank(item: pytest.Item) -> int:
-        if any(m.args[:1] == (RAY_GROUP,) for m in item.iter_markers("xdist_group")):
-            return 0
-        return 1 if any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 2
+        long = "local_ray" in getattr(item, "fixturenames", ())
+        return 0 if long or any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 1
 
-    ranked: list[list[pytest.Item]] = [[], [], []]
+    ranked: list[list[pytest.Item]] = [[], []]
     for item in items:
         ranked[rank(item)].append(item)
-    first, long, rest = ranked
+    long, rest = ranked
     units: list[list[pytest.Item]] = []  # a group is one unit: its tests stay together
     for item in long:
         group = [m.args[:1] for m in item.iter_markers("xdist_group")]
@@ -152,7 +149,7 @@ def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
         else:
             units.append([item])
     step = max(1, len(rest) // (2 * len(units))) if units else 0
-    out = list(first)
+    out: list[pytest.Item] = []
     for i, unit in enumerate(units):
         out += unit + rest[i * step : (i + 1) * step]
     return out + rest[len(units) * step :]
