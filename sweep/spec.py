@@ -106,6 +106,9 @@ class Resources:
     teacher_start_timeout_s: float | None = 600.0
     #: ... and on a started teacher that reports no progress (a line per epoch) for this long; null: never.
     teacher_progress_timeout_s: float | None = None
+    #: A training teacher writes its resumable checkpoint after an epoch only if this long has
+    #: passed since the last one (0: after every epoch). Not part of any key or result.
+    teacher_checkpoint_every_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,7 @@ def parse_spec(raw: Any, source: str = "<spec>", default_name: str = "sweep") ->
     for key in ("cpus_per_trial", "cpus_per_teacher"):
         if key in res and res[key] <= 0:
             r.fail(f"resources.{key}", f"must be > 0, got {res[key]!r}")
-    for key in ("gpus_per_trial", "gpus_per_teacher", "max_failures"):
+    for key in ("gpus_per_trial", "gpus_per_teacher", "max_failures", "teacher_checkpoint_every_s"):
         if key in res and res[key] < 0:
             r.fail(f"resources.{key}", f"must be >= 0, got {res[key]!r}")
     for key in ("teacher_start_timeout_s", "teacher_progress_timeout_s"):

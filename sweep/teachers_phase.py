@@ -68,7 +68,7 @@ class _Heartbeat:
 
 
 def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: bool, threads: int, verbose: bool,
-                  *_members):  # fmt: skip
+                  *_members, checkpoint_every_s: float = 0.0):  # fmt: skip
     """Phase 1, on a Ray worker: one teacher (the ``_members`` refs make an ensemble wait for its members).
     Its progress goes to the driver as heartbeats (drawn there, :mod:`sweep.progress`); with
     ``verbose`` it prints every line too, which Ray forwards to the driver's output."""
@@ -87,7 +87,7 @@ def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: boo
             beat.send(line)
 
         return prepare_teacher(job.dataset, job.classes, job.arch, job.settings, cache_dir, data_root, download,
-                               progress)  # fmt: skip
+                               progress, checkpoint_every_s)  # fmt: skip
     finally:
         beat.close()
 
@@ -310,7 +310,7 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print, verbose: 
         members.append([index[k] for k in keys])
         refs[job.key] = task.remote(
             job, spec.cache_dir, spec.data_root, spec.download, max(1, int(res.cpus_per_teacher)), verbose,
-            *[refs[k] for k in keys],
+            *[refs[k] for k in keys], checkpoint_every_s=res.teacher_checkpoint_every_s,
         )  # fmt: skip
     rows = []
     t0 = time.perf_counter()

@@ -44,6 +44,7 @@ class FakeRay(types.ModuleType):
     def __init__(self):
         super().__init__("ray")
         self.submitted: list[tuple] = []  # (job, member refs)
+        self.checkpoint_every_s: list[float] = []
 
     def remote(self, fn):
         fake = self
@@ -52,9 +53,10 @@ class FakeRay(types.ModuleType):
             def options(self, **_kw):
                 return self
 
-            def remote(self, job, cache_dir, data_root, download, threads, verbose, *members):
+            def remote(self, job, cache_dir, data_root, download, threads, verbose, *members, checkpoint_every_s):
                 ref = f"ref{len(fake.submitted)}:{job.arch}"
                 fake.submitted.append((job, members))
+                fake.checkpoint_every_s.append(checkpoint_every_s)
                 return ref
 
         return Task()
@@ -90,6 +92,7 @@ def test_phase1_finds_members_under_either_spelling(tmp_path, monkeypatch):
     (ensemble, members), *_ = [s for s in fake.submitted if s[0].arch == "ensemble"]
     assert members == (refs["lenet"], refs["alexnet"])  # waits on the members actually submitted
     assert [r["ref"] for r in rows] == [f"ref{i}:{j.arch}" for i, j in enumerate(jobs)]  # rows in job order
+    assert fake.checkpoint_every_s == [0.0] * 3  # resources.teacher_checkpoint_every_s, default: every epoch
 
 
 @pytest.mark.slow

@@ -216,6 +216,32 @@ def test_in_process_training_writes_and_clears_checkpoints(tmp_path, monkeypatch
     assert np.isfinite(got.train_logits).all()
 
 
+def test_checkpoints_closer_than_the_interval_are_skipped_and_the_result_is_the_same(tmp_path, monkeypatch):
+    """``checkpoint_every_s``: an epoch that ends sooner than that after the last checkpoint
+    (or the start) writes none; the weights and logits do not depend on it."""
+    ds = load_dataset("digits", (0, 1))
+    settings = TeacherSettings(epochs=3, batch_size=128, seed=0)
+    clock = iter(range(0, 1000, 10))  # every reading of the clock 10 s after the last
+    monkeypatch.setattr(train.time, "perf_counter", lambda: float(next(clock)))
+    saved = []
+    monkeypatch.setattr(train, "_save_checkpoint", lambda path, state: saved.append(state["epoch"]))
+    every = train.train_teacher(ds, "lenet", settings, checkpoint=location(tmp_path) / CHECKPOINT, key_hash="k")
+    assert saved == [1, 2]  # 0: after every epoch but the last
+    saved.clear()
+    # Readings 10 s apart: an epoch's end is 20 s after the start or the last checkpoint (the
+    # reading for its progress line comes between), so 25 s writes one every other epoch.
+    sparse = train.train_teacher(ds, "lenet", settings, checkpoint=location(tmp_path) / CHECKPOINT, key_hash="k",
+                                 checkpoint_every_s=25)  # fmt: skip
+    assert saved == [2]
+    saved.clear()
+    never = train.train_teacher(ds, "lenet", settings, checkpoint=location(tmp_path) / CHECKPOINT, key_hash="k",
+                                checkpoint_every_s=1e9)  # fmt: skip
+    assert saved == []
+    for other in (sparse, never):
+        for k, v in every.model.state_dict().items():
+            assert torch.equal(v, other.model.state_dict()[k]), k
+
+
 # ---------------------------------------------------------------- fuzzed cache files
 
 

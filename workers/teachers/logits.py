@@ -103,8 +103,10 @@ def get_teacher(
     settings: TeacherSettings,
     cache_dir: str | Path | Location,
     progress: Callable[[str], None] | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> TeacherLogits:
-    """The teacher's logits, from the cache when a valid entry exists, else trained now."""
+    """The teacher's logits, from the cache when a valid entry exists, else trained now
+    (checkpointed as :func:`workers.teachers.train.train_teacher` says)."""
     if arch == "none" or (arch not in TEACHERS and ":" not in arch):
         raise ValueError(f"teacher: unknown teacher {arch!r}; choose one of {list(ARCHS)} or a reference")
     # The teacher sees the images as its recipe says, whatever its student sees; logits
@@ -125,7 +127,7 @@ def get_teacher(
     t0 = time.perf_counter()
     best_acc, best_epoch, test_accs = math.nan, 0, []
     if not trained_as_one(arch, settings.recipe):
-        members = [get_teacher(dataset, m, settings, cache_dir, progress) for m in members_of(arch)]
+        members = [get_teacher(dataset, m, settings, cache_dir, progress, checkpoint_every_s) for m in members_of(arch)]
 
         tr = ensemble_logits([m.train_logits for m in members])
         te = ensemble_logits([m.test_logits for m in members])
@@ -135,7 +137,7 @@ def get_teacher(
         model = _load_weights(folder, arch, len(dataset.classes), settings.recipe, _shape(dataset))
         if model is None:
             remove_stale_temporaries(folder)  # a killed writer's half-written files, never read
-            training = train_teacher(dataset, arch, settings, progress, folder / CHECKPOINT, digest)
+            training = train_teacher(dataset, arch, settings, progress, folder / CHECKPOINT, digest, checkpoint_every_s)
             model, test_accs = training.model, training.test_accs
             t0 -= training.earlier_seconds  # epochs an earlier process trained count too
             (best_acc, best_epoch) = training.best

@@ -25,6 +25,7 @@ def prepare_teacher(
     data_root: str | None = None,
     download: bool = True,
     progress: Callable[[str], None] | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> tuple[dict, bool]:
     """Train (or find cached) one teacher; its ``teachers.parquet`` row, and whether it was cached.
 
@@ -32,5 +33,5 @@ def prepare_teacher(
     student trial starts, so that no two trials train the same teacher.
     """
     ds = load_dataset(dataset, parse_classes(classes, n_labels(dataset)), data_root, download)
-    teacher = get_teacher(ds, arch, settings, cache_dir, progress)
+    teacher = get_teacher(ds, arch, settings, cache_dir, progress, checkpoint_every_s)
     return teacher.row(ds, classes), teacher.cached

@@ -85,6 +85,7 @@ def train_teacher(
     progress: Callable[[str], None] | None = None,
     checkpoint: Location | None = None,
     key_hash: str = "",
+    checkpoint_every_s: float = 0.0,
 ) -> Training:
     """Adam on the whole class-filtered training split, seeded.
 
@@ -96,8 +97,13 @@ def train_teacher(
     epoch is written there (weights, optimizer, every random state, the scored epochs
     and the best one's weights), and a training that finds one resumes after its epoch:
     the result is bit-identical to an uninterrupted run on the same number of threads.
+    ``checkpoint_every_s`` > 0 skips the checkpoint of an epoch that ends less than that
+    long after the last one written (or the start): an AlexNet's is 1.1 GB (weights and
+    Adam's two moments, 5 s to write on the dev VM), more than a 9-second epoch on the
+    digits is worth; 0 writes one after every epoch.
     """
     t0 = time.perf_counter()
+    saved_at = t0
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = torch.device("cpu") if teacher_kind(arch).quantum else _device()  # the statevector runs where it was built
@@ -138,13 +144,15 @@ def train_teacher(
             if settings.keep == "best_test" and accs[-1] == max(accs):
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         spent = time.perf_counter() - t0
-        if checkpoint is not None and epoch + 1 < epochs:  # the last epoch's state is the entry itself
+        due = time.perf_counter() - saved_at >= checkpoint_every_s
+        if checkpoint is not None and epoch + 1 < epochs and due:  # the last epoch's state is the entry itself
             _save_checkpoint(checkpoint, {
                 "format": CHECKPOINT_FORMAT, "key_hash": key_hash, "arch": arch, "epoch": epoch + 1,
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(), "rng": _rng_states(dev, gen), "test_accs": accs,
                 "best_state": best_state or {}, "seconds": before + spent, "threads": torch.get_num_threads(),
             })  # fmt: skip
+            saved_at = time.perf_counter()
         done_here = epoch + 1 - start  # the ETA counts from where this process started
         line = (f"epoch {epoch + 1}/{epochs} loss {total / len(y):.4f}"
                 + (f" test acc {accs[-1]:.4f}" if score else "")
