@@ -11,10 +11,11 @@ written here once, before any test runs.
 
 Tests that ask for ``local_ray`` share the Ray of their process: started by the first sweep
 or ``connect`` that needs one, kept for the next such test the same worker runs, shut down
-after the last of a run of them. They are spread over the workers like any long test, each
-worker starting its own Ray: run one after another on one worker, as one xdist group, they
-were the suite's critical path (about 17 minutes of a run's 18, while the other workers
-idled). A test that starts a Ray of its own without that fixture is safe in any worker too.
+after the last of a run of them. Each file's such tests form one xdist group, so that they
+start one Ray between them, and the files spread over the workers: run one after another on
+one worker, as a single group for the whole suite, they were its critical path (about 17
+minutes of a run's 18, while the other workers idled). A test that starts a Ray of its own
+without that fixture is safe in any worker too.
 """
 
 from __future__ import annotations
@@ -98,12 +99,14 @@ def _cluster_alone(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
-    """Every test that uses a module fixture of its own module into that module's xdist group
-    (``--dist loadgroup``)."""
+    """Every test that uses a module fixture of its own module, or the process's shared Ray,
+    into its module's xdist group (``--dist loadgroup``): a file's sweeps on a local Ray then
+    run one after another on one worker and start one Ray between them, while the files
+    spread over the workers."""
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        if _uses_a_module_fixture(item):
+        if "local_ray" in getattr(item, "fixturenames", ()) or _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if hasattr(config, "workerinput"):  # an xdist worker: the long units first, spread out
         items[:] = _long_first(items)
@@ -134,8 +137,7 @@ def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
     two cores would each take minutes to get going."""
 
     def rank(item: pytest.Item) -> int:
-        long = "local_ray" in getattr(item, "fixturenames", ())
-        return 0 if long or any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 1
+        return 0 if any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 1
 
     ranked: list[list[pytest.Item]] = [[], []]
     for item in items:
