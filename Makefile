@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
-# The suite mostly waits (Ray starting, sweeps in subprocesses), so it runs on more workers
-# than cores; tests that share a Ray or a module's costly fixture keep to one worker
-# (tests/conftest.py). `make test PYTEST_PARALLEL=` runs it in one process.
+# Four xdist workers; a file's tests that share a Ray or a module's costly fixture keep to
+# one worker (tests/conftest.py). On 2 cores the parallel pass keeps both busy (98% of their
+# time, docs/performance.md). `make test PYTEST_PARALLEL=` runs it in one process.
 PYTEST_PARALLEL ?= -n 4 --dist loadgroup
 
 .PHONY: install test test-fast lint sweep validate bench clean
