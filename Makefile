@@ -6,10 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 PYTEST_ARGS ?=
-# Four xdist workers; a file's tests that share a Ray or a module's costly fixture keep to
-# one worker (tests/conftest.py). On 2 cores the parallel pass keeps both busy (98% of their
-# time, docs/performance.md). `make test PYTEST_PARALLEL=` runs it in one process.
-PYTEST_PARALLEL ?= -n 4 --dist loadgroup
+# Two xdist workers, one per core; a file's tests that share a Ray or a module's costly
+# fixture keep to one worker (tests/conftest.py). Four workers on 2 cores spent 1,339 CPU-s
+# in 685 s; two spend 830 CPU-s in 438 s (docs/performance.md): every sweep in a test starts
+# Ray processes that think they have the cores to themselves. `make test PYTEST_PARALLEL=`
+# runs it in one process.
+PYTEST_PARALLEL ?= -n 2 --dist loadgroup
 
 .PHONY: install test test-fast lint sweep validate bench clean
 

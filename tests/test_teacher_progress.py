@@ -56,13 +56,17 @@ def test_live_bars_follow_the_epochs(capsys):
 
 @pytest.mark.slow
 def test_a_piped_sweep_prints_few_plain_lines(tmp_path):
-    """A whole sweep in a pipe: its teacher's 20 epochs as at most 10 plain lines, no escape
-    codes, no '(_teacher_task pid=...)' lines, and its first line says what will run."""
+    """A whole sweep in a pipe: its teacher's 60 epochs as at most 10 plain lines, no escape
+    codes, no '(_teacher_task pid=...)' lines, and its first line says what will run.
+
+    The driver looks at the teachers' heartbeats every 2 s; 60 epochs of LeNet on the digits
+    (about 5 s alone) give it a look or two mid-training. At 20 epochs (under 2 s) a run with
+    the cores to itself finished between two looks and printed no epoch line at all."""
     from test_sweep import TINY, _sweep_cli
 
     spec = {**TINY, "name": "piped", "paths": {"results": str(tmp_path / "results")},
             "grid": {**TINY["grid"], "teacher": ["none", "lenet"], "temperature": 3, "seed": [0]},
-            "teacher": {"epochs": 20}}  # fmt: skip
+            "teacher": {"epochs": 60}}  # fmt: skip
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     proc = _sweep_cli(path, "--no-tables", "--num-cpus", "2", timeout=300)
