@@ -16,10 +16,12 @@ whole (:func:`sweep.results.append_rows` on files of N trials), which grows with
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import types
@@ -149,8 +151,5 @@ def write_cost(n_rows_list=(100, 1000, 10000), writes: int = 30, compare: bool =
 
 
 if __name__ == "__main__":
-    import json  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     sizes = tuple(int(a) for a in sys.argv[1:]) or (100, 1000, 10000)
     print(json.dumps(write_cost(sizes, compare=True, progress=print), indent=2))

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import typing
+from collections import Counter
 from pathlib import Path
 
 from workers.choices import FIELD_CHOICES
@@ -304,8 +305,6 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from collections import Counter  # noqa: PLC0415
-
     from sweep.grid import expand  # noqa: PLC0415
     from sweep.plan import finished_hashes, select  # noqa: PLC0415
     from sweep.preflight import check_creatable  # noqa: PLC0415

@@ -14,6 +14,8 @@ with ``(_teacher_task pid=...)`` and colour codes, pipe or not), and what is sho
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -91,8 +93,6 @@ def teacher_outlook(jobs: list, cache_dir) -> str:
     teachers already cached, and for the others the time earlier trainings of the same
     architecture on the same dataset and classes took per epoch (any settings), scaled to
     this one's epochs. Reads only the entries' ``meta.json``; no data, no torch."""
-    import json  # noqa: PLC0415
-    import math  # noqa: PLC0415
 
     from workers.io import location  # noqa: PLC0415
     from workers.kinds import TEACHERS, parse_classes, trained_as_one  # noqa: PLC0415

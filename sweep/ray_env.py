@@ -7,8 +7,12 @@ metadata services where it runs.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import socket
+import sys
+import tempfile
 from collections.abc import Callable, Mapping
 
 from sweep.spec_errors import SpecError
@@ -128,8 +132,6 @@ class WorkerSetup:
         self.hook, self.objects = hook, dict(objects)
 
     def __call__(self) -> None:
-        import importlib  # noqa: PLC0415
-
         from ray import cloudpickle  # noqa: PLC0415
 
         from workers import refs  # noqa: PLC0415
@@ -163,7 +165,6 @@ def _quiet_home() -> str:
     statistics off or not; with it, it reads the provider from the file and
     sends nothing. Measured with strace on this machine (Ray 2.60).
     """
-    import tempfile  # noqa: PLC0415
 
     home = os.path.join(tempfile.gettempdir(), f"qkd-sweep-ray-home-{os.getuid()}")
     os.makedirs(home, exist_ok=True)
@@ -178,7 +179,6 @@ def _quiet_home() -> str:
 def _check_address(address: str, timeout: float = 5.0) -> None:
     """Fail in bounded time, with one line, when nothing listens at the cluster address
     (``ray.init`` would otherwise retry for a long while)."""
-    import socket  # noqa: PLC0415
 
     if address in ("auto", "local") or "://" in address:
         return
@@ -197,7 +197,6 @@ def loopback_only(keep_address: bool = False) -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if not keep_address:
         os.environ.pop("RAY_ADDRESS", None)
-    import sys  # noqa: PLC0415
 
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:  # ray was imported before the variable was set

@@ -59,6 +59,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,7 +357,6 @@ def use_python_path(folders: list[str]) -> None:
     """Put ``folders`` first on ``sys.path`` (this process imports the user's modules from
     them) and on ``PYTHONPATH`` (so do the Ray processes started after this, and their
     workers); a folder already there is not added again."""
-    import sys  # noqa: PLC0415
 
     env = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     for folder in reversed(folders):

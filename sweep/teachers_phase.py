@@ -15,7 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from sweep.grid import TeacherJob
@@ -41,8 +45,6 @@ class _Heartbeat:
     never fails the teacher."""
 
     def __init__(self):
-        import uuid  # noqa: PLC0415
-
         import ray  # noqa: PLC0415
 
         ctx = ray.get_runtime_context()
@@ -173,7 +175,6 @@ class _Watchdog:
 
     def __init__(self, jobs: list[TeacherJob], refs: list, watch: TeacherWatch, res: Resources,
                  shown: TeacherProgress | None = None):  # fmt: skip
-        import threading  # noqa: PLC0415
 
         self.jobs, self.refs, self.watch, self.res, self.shown = jobs, refs, watch, res, shown
         bounds = [b for b in (watch.start_s, watch.progress_s) if b]
@@ -287,8 +288,6 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print, verbose: 
     CI runner says otherwise), else plain lines at most every tenth of a teacher's epochs;
     ``verbose`` adds every line the tasks print.
     """
-    import os  # noqa: PLC0415
-    import sys  # noqa: PLC0415
 
     import ray  # noqa: PLC0415
 

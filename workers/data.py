@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,7 +203,6 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     as ``load_digits`` reads it but without importing scikit-learn (1.9 s on the dev VM,
     paid by every worker's first digits trial, against 0.03 s for the file); through
     ``load_digits`` where that file is not where scikit-learn keeps it."""
-    import importlib.util  # noqa: PLC0415
 
     spec = importlib.util.find_spec("sklearn")
     csv = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None

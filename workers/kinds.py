@@ -17,7 +17,9 @@ imported).
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from workers.errors import ConfigError
@@ -333,8 +335,6 @@ def discover_kinds() -> list[str]:
     on ``sys.path``. Entries already read are skipped; one that does not load, is not a kind
     of its group or takes a name already registered is a warning, and is left out.
     Returns the names added."""
-    import warnings  # noqa: PLC0415
-    from importlib.metadata import entry_points  # noqa: PLC0415
 
     from workers.refs import last_line  # noqa: PLC0415
 

@@ -13,6 +13,8 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import io
+import random
 import warnings
 
 import numpy as np
@@ -29,7 +31,6 @@ CHECKPOINT_FORMAT = 1
 def _rng_states(dev: torch.device, gen: torch.Generator) -> dict:
     """Every random state a teacher's training draws from or could: torch's (dropout), the
     batch order's generator, CUDA's when training there, and numpy's and Python's."""
-    import random  # noqa: PLC0415
 
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
@@ -44,8 +45,6 @@ def _rng_states(dev: torch.device, gen: torch.Generator) -> dict:
 
 
 def _set_rng_states(states: dict, dev: torch.device, gen: torch.Generator) -> None:
-    import random  # noqa: PLC0415
-
     torch.set_rng_state(states["torch"])
     gen.set_state(states["order"])
     if dev.type == "cuda" and states["cuda"] is not None:
@@ -68,8 +67,6 @@ def _load_checkpoint(path: Location, digest: str, epochs: int) -> dict | None:
     if not path.exists():
         return None
     try:
-        import io  # noqa: PLC0415
-
         state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("it is not a teacher checkpoint of this version")
