@@ -63,6 +63,7 @@ from workers.config import TrialConfig
 from workers.io import write_json
 from workers.provenance import package_versions
 from workers.teachers.task import prepare_teacher
+from workers.trial import run_trial
 
 BENCH_ANSATZ = "hea"
 BENCH_LAYERS = 2
@@ -383,7 +384,6 @@ def _trial_child(settings_json: str) -> None:
     """Entry point of the child process: a one-epoch warm-up trial on two samples per class
     (what a worker has done before its second trial: imports, the data loaded, the teacher's
     logits read), then the trial, then its wall time and peak memory on stdout."""
-    from workers.trial import run_trial  # noqa: PLC0415 (the trial's own process: the bench's never runs one)
 
     settings = json.loads(settings_json)
     t0 = time.perf_counter()

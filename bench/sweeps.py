@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from bench.quantum import has_mnist
+from bench.writes import write_cost
 
 TRIALS = 8
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +237,6 @@ def _two_workers_keys(data_root: str | None, root: Path, backend: str, key: str,
 
 def measure(data_root: str | None = None, progress=print) -> dict:
     """Flat keys for the bench JSON."""
-    from bench.writes import write_cost  # noqa: PLC0415
 
     out: dict = {"sweep_trials": TRIALS}
     with tempfile.TemporaryDirectory(prefix="qkd-bench-sweep-") as d:

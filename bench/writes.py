@@ -27,6 +27,8 @@ import time
 import types
 from pathlib import Path
 
+from workers.config import TrialConfig
+
 #: Epoch rows per synthetic trial (the paper's students train for 10 epochs).
 EPOCHS_PER_TRIAL = 10
 
@@ -41,7 +43,6 @@ def _spec(root: str):
 
 @functools.lru_cache(maxsize=1)
 def _template() -> tuple[dict, tuple[dict, ...]]:
-    from workers.config import TrialConfig  # noqa: PLC0415
     from workers.trial import unfinished_row  # noqa: PLC0415
 
     epochs = tuple({"epoch": e, "train_loss": 1.0 / e, "train_ce": 0.9 / e, "train_kl": 0.0, "train_acc": 0.5,

@@ -21,9 +21,15 @@ import pandas as pd
 
 from qkd_sweep.errors import QKDError, one_line_errors
 from qkd_sweep.objects import used_objects, with_references
+from sweep.driver import run_sweep as drive
+from sweep.grid import expand
+from sweep.plan import select
+from sweep.preflight import check_creatable
+from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, read_table
 from sweep.spec import Spec, load_spec, parse_spec
 from sweep.spec_errors import show
 from sweep.spec_fields import check_type, type_name
+from workers import kinds
 from workers.config import TrialConfig
 from workers.io import location
 from workers.teacher_settings import TeacherSettings
@@ -61,7 +67,6 @@ def _forget_user_objects() -> None:
     """Empty this process's caches of what the user's objects made (a compiled circuit, a
     dataset's arrays, a checked teacher), kept per reference: an object registered again
     under a reference of its own choosing (no source hash in it) is then used as it is now."""
-    from workers import kinds  # noqa: PLC0415
 
     for cache in (kinds.user_circuit, kinds.user_dataset, kinds.user_teacher):
         cache.cache_clear()
@@ -92,8 +97,6 @@ def run_trial(
     None for none; the teacher cache is ``out/cache`` unless ``cache_dir`` says. ``quiet``:
     no line per epoch; ``progress``: called with each epoch's report (a dict).
     """
-    from sweep.preflight import check_creatable  # noqa: PLC0415 - pandas, pyarrow: only to run
-    from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
     from workers.trial import run_trial as run  # noqa: PLC0415 - torch
 
     _forget_user_objects()
@@ -172,10 +175,6 @@ def run_sweep(
     to the Ray workers (docs/api.md).
     """
     from sweep import tables  # noqa: PLC0415 - matplotlib, scipy
-    from sweep.driver import run_sweep as drive  # noqa: PLC0415 - Ray
-    from sweep.grid import expand  # noqa: PLC0415
-    from sweep.plan import select  # noqa: PLC0415
-    from sweep.results import TRIALS, read_table  # noqa: PLC0415
 
     _forget_user_objects()
     loaded = load_spec_from(spec)
@@ -206,7 +205,6 @@ def run_sweep(
 def load_results(results_dir: str | Path, table: str = "trials") -> pd.DataFrame:
     """A results folder's table (``trials``, ``epochs`` or ``teachers``) as a DataFrame, read
     as the tables are (a sweep's parts, while it runs, as one table); a path or a URI."""
-    from sweep.results import read_table  # noqa: PLC0415
 
     if table not in TABLES:
         raise QKDError(f"table: unknown table {table!r}; choose one of {list(TABLES)}", "table")

@@ -52,6 +52,7 @@ from sweep.preflight import check_caches, check_creatable, check_resources, chec
 from sweep.progress import teacher_outlook
 from sweep.ray_env import connect
 from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows, compact, remove_table
+from sweep.search import write_best
 from sweep.spec import Spec
 from sweep.students_phase import run_students, tracking_callbacks
 from sweep.teachers_phase import train_teachers
@@ -181,8 +182,6 @@ def _run_phases(spec: Spec, summary: Summary, pending: list[TrialConfig], jobs: 
     summary.pruned = counts.get("pruned", 0)
     summary.failed = counts.get("failed", 0)
     if spec.search is not None:
-        from sweep.search import write_best  # noqa: PLC0415
-
         summary.best = write_best(spec)
 
 

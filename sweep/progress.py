@@ -20,6 +20,8 @@ import re
 import sys
 from collections.abc import Callable
 
+from workers.kinds import TEACHERS, parse_classes, trained_as_one
+
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)\b")
 _RESUME = re.compile(r"^resuming \S+ from epoch (\d+)/(\d+)")
 
@@ -95,7 +97,6 @@ def teacher_outlook(jobs: list, cache_dir) -> str:
     this one's epochs. Reads only the entries' ``meta.json``; no data, no torch."""
 
     from workers.io import location  # noqa: PLC0415
-    from workers.kinds import TEACHERS, parse_classes, trained_as_one  # noqa: PLC0415
 
     root = location(cache_dir) / "teachers"
     cached = timed = untimed = 0

@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 
 from sweep.spec_errors import SpecError
-from workers.refs import last_line
+from workers import refs
+from workers.refs import RefError, last_line
 from workers.runtime import HOOKS
 
 #: (job id, worker set-up hook, the user's objects pickled by reference) of the Ray this
@@ -134,8 +135,6 @@ class WorkerSetup:
     def __call__(self) -> None:
         from ray import cloudpickle  # noqa: PLC0415
 
-        from workers import refs  # noqa: PLC0415
-
         module, _, name = self.hook.rpartition(".")
         getattr(importlib.import_module(module), name)()
         for ref, blob in self.objects.items():
@@ -152,8 +151,6 @@ class _Unloadable:
         self.ref, self.reason = ref, reason
 
     def __call__(self, *args, **kwargs):
-        from workers.refs import RefError  # noqa: PLC0415
-
         raise RefError(f"{self.ref!r} could not be loaded on this Ray worker: {self.reason}")
 
 

@@ -17,6 +17,7 @@ import time
 
 from sweep.configs import config_from_dict, sampled_config
 from sweep.recorder import Recorder, tune_callback
+from sweep.search import study_setup
 from sweep.spec import Spec
 from sweep.spec_errors import SpecError
 from workers.config import TrialConfig
@@ -174,8 +175,6 @@ def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose:
         tune_kwargs: dict = {}
         name = f"grid-{stamp}"
     else:
-        from sweep.search import study_setup  # noqa: PLC0415
-
         base = trials[0].to_dict()
         recorder = Recorder(spec, "trial_id", None, base, total=spec.search.num_samples, progress=progress)
         trainable = tune.with_parameters(_student, base=base)

@@ -46,6 +46,7 @@ from workers import datafiles
 from workers.errors import ConfigError
 from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
 from workers.kinds import DATASETS, DatasetKind, user_dataset
+from workers.refs import RefError, last_line, resolve
 
 IMAGE_SIZE = 28
 DIGITS_SPLIT_SEED = 20231122
@@ -114,8 +115,6 @@ def _raw(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
     if name in LOADERS:
         return LOADERS[name](root, download)
     if name in DATASETS and DATASETS[name].load is not None:  # a package's kind
-        from workers.refs import last_line, resolve  # noqa: PLC0415
-
         try:
             value = resolve(DATASETS[name].load)(root, download)
         except Exception as exc:  # noqa: BLE001 - a package's loader: whatever it raises, in one line
@@ -298,7 +297,6 @@ def user_arrays(ref: str) -> tuple[DatasetKind, tuple[np.ndarray, ...], str]:
     """The dataset reference ``ref`` names (a callable of no arguments returning the four
     arrays), called and checked: its kind (shape, labels, label ``ref``), its arrays, and a
     hash of their bytes. Every failure is a ConfigError naming ``dataset`` and ``ref``."""
-    from workers.refs import RefError, last_line, resolve  # noqa: PLC0415
 
     try:
         fn = resolve(ref)

@@ -23,6 +23,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from workers.errors import ConfigError
+from workers.refs import last_line, resolve
 
 if TYPE_CHECKING:
     from workers.config import TrialConfig
@@ -246,7 +247,6 @@ def user_circuit(ref: str, n_qubits: int):
     reference is one line naming the field before anything runs, and a grid's points and the
     student that runs it take the same compiled circuit. Anything the user's code raises
     (importing the module, calling the callable) is one line: the error's last line."""
-    from workers.refs import last_line  # noqa: PLC0415
     from workers.usercircuit import CircuitError, compile_circuit, resolve  # noqa: PLC0415 - sympy, torch
 
     try:
@@ -307,7 +307,6 @@ def user_teacher(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
 def run_check(kind: Any, cfg: TrialConfig) -> None:
     """A kind's own ``check(cfg)``: a ConfigError passes as it is; anything else it raises is
     one line naming the kind."""
-    from workers.refs import last_line, resolve  # noqa: PLC0415
 
     try:
         resolve(kind.check)(cfg)
@@ -335,8 +334,6 @@ def discover_kinds() -> list[str]:
     on ``sys.path``. Entries already read are skipped; one that does not load, is not a kind
     of its group or takes a name already registered is a warning, and is left out.
     Returns the names added."""
-
-    from workers.refs import last_line  # noqa: PLC0415
 
     added = []
     for group, (registry, cls) in ENTRY_POINT_GROUPS.items():

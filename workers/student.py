@@ -68,6 +68,7 @@ from workers.choices import DEFAULT_HEAD_SCALE, HEADS
 from workers.circuits import Circuit, build_angle_circuit, build_circuit, encoding_params
 from workers.config import TrialConfig
 from workers.kinds import STUDENT_KINDS, dataset_kind, user_circuit
+from workers.refs import resolve
 
 
 def grid_shape(n_qubits: int) -> tuple[int, int]:
@@ -415,8 +416,6 @@ def build_student(cfg: TrialConfig, train_images: torch.Tensor, seed: int, shot_
     if cfg.student in BUILDERS:
         build = BUILDERS[cfg.student]
     else:  # a package's kind (StudentKind.build)
-        from workers.refs import resolve  # noqa: PLC0415
-
         build = resolve(STUDENT_KINDS[cfg.student].build)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -46,6 +46,8 @@ from torch import nn
 
 from workers.errors import ConfigError
 from workers.kinds import TEACHERS, trained_as_one
+from workers.refs import RefError, last_line, resolve, source_hash
+from workers.student import amplitude_model
 
 #: The teachers there are (every registered kind but ``none``).
 ARCHS = tuple(k for k in TEACHERS if k != "none")
@@ -123,7 +125,6 @@ def qnn_teacher(n_classes: int, shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Modu
     """``qnn``: the amplitude student's pipeline at teacher size (8 qubits, hea x 4, an fc
     reduction 784 -> 256 on MNIST), on the exact statevector with autograd; trained like
     a CNN teacher, then frozen, its logits cached the same way."""
-    from workers.student import amplitude_model  # noqa: PLC0415 (the students' torch modules, for this kind only)
 
     return amplitude_model(QNN_QUBITS, "hea", QNN_LAYERS, n_classes, shape)
 
@@ -196,7 +197,6 @@ def _runs(model: nn.Module, shape: tuple[int, ...]) -> bool:
 
 def _builder(arch: str, recipe: str):
     """How teacher ``arch`` is built: ``fn(n_classes, shape)``; raises ValueError (or RefError)."""
-    from workers.refs import resolve  # noqa: PLC0415
 
     if arch in MODELS.get(recipe, {}):
         return MODELS[recipe][arch]
@@ -217,7 +217,6 @@ def model_source(arch: str) -> str:
     """What identifies the code of a teacher that is not built in (its cache key's ``source``):
     the hash of the user's callable (or the package kind's builder); for ``torchvision:NAME``,
     torchvision's version and this module's adapter; "" for a built-in teacher."""
-    from workers.refs import resolve, source_hash  # noqa: PLC0415
 
     if arch.startswith("torchvision:"):
         import torchvision  # noqa: PLC0415
@@ -234,7 +233,6 @@ def check_user_model(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
     batch of two images, in eval and in train mode: a ConfigError naming ``teacher`` and ``ref``,
     in one line, when it does not import, raises, is not a ``torch.nn.Module`` or does not give
     2 x n_classes scores. Returns its source hash (:func:`model_source`)."""
-    from workers.refs import RefError, last_line  # noqa: PLC0415
 
     call = f"{ref}(n_classes={n_classes}, image_shape={tuple(shape)})"
     try:
