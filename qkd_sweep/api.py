@@ -21,7 +21,6 @@ import pandas as pd
 
 from qkd_sweep.errors import QKDError, one_line_errors
 from qkd_sweep.objects import used_objects, with_references
-from sweep.driver import run_sweep as drive
 from sweep.grid import expand
 from sweep.plan import select
 from sweep.preflight import check_creatable
@@ -183,6 +182,8 @@ def run_sweep(
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
+
+    from sweep.driver import run_sweep as drive  # noqa: PLC0415 - Ray, Tune and torch load when a sweep runs
 
     with one_line_errors():
         loaded = loaded.with_paths(str(data_root) if data_root else None, str(results) if results else None)

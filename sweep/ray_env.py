@@ -15,6 +15,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 
+import ray
+from ray import cloudpickle
+
 from sweep.spec_errors import SpecError
 from workers import refs
 from workers.refs import RefError, last_line
@@ -58,7 +61,6 @@ def connect(address: str | None = None, num_cpus: int | None = None, qiskit: boo
         loopback_only()
     elif address.rpartition(":")[0] in ("127.0.0.1", "localhost", "[::1]", "::1"):
         loopback_only(keep_address=True)
-    import ray  # noqa: PLC0415
 
     if address:
         _check_address(address)  # even in a process that already has a Ray: --address must answer
@@ -96,8 +98,6 @@ def connect(address: str | None = None, num_cpus: int | None = None, qiskit: boo
 
 
 def _remember(hook: str, shipped: dict[str, bytes]) -> None:
-    import ray  # noqa: PLC0415
-
     global _started
     _started = (ray.get_runtime_context().get_job_id(), hook, shipped)
 
@@ -107,7 +107,6 @@ def pickled(objects: Mapping[str, Callable]) -> dict[str, bytes]:
     inside another) by cloudpickle, by reference where it imports; one line if it cannot be."""
     if not objects:
         return {}
-    from ray import cloudpickle  # noqa: PLC0415
 
     out = {}
     for ref, obj in sorted(objects.items()):
@@ -133,8 +132,6 @@ class WorkerSetup:
         self.hook, self.objects = hook, dict(objects)
 
     def __call__(self) -> None:
-        from ray import cloudpickle  # noqa: PLC0415
-
         module, _, name = self.hook.rpartition(".")
         getattr(importlib.import_module(module), name)()
         for ref, blob in self.objects.items():

@@ -21,6 +21,11 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+from ray.tune.search.optuna import OptunaSearch
+
 from sweep.results import TRIALS, read_table
 from sweep.spec import Spec
 from workers.config import TrialConfig
@@ -40,8 +45,6 @@ def study_name(spec: Spec) -> str:
 
 
 def _space(spec: Spec) -> dict[str, Any]:
-    from ray import tune  # noqa: PLC0415
-
     space = {}
     for p in spec.search.params:
         if p.choices is not None:
@@ -54,8 +57,6 @@ def _space(spec: Spec) -> dict[str, Any]:
 
 
 def _searcher_class():
-    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
-
     class Searcher(OptunaSearch):
         """Tune's Optuna searcher, telling Optuna 'pruned' for a trial the scheduler stopped
         (Tune would otherwise record its last, partial score as a completed trial's).
@@ -87,8 +88,6 @@ def _searcher_class():
 
 def study_setup(spec: Spec, base: TrialConfig) -> tuple[dict, dict]:
     """The Tune param space and TuneConfig arguments of the study."""
-    import optuna  # noqa: PLC0415
-    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule  # noqa: PLC0415
 
     s = spec.search
     spec.results_dir.mkdir()
@@ -138,7 +137,6 @@ def best_row(trials: pd.DataFrame | None, best: optuna.trial.FrozenTrial) -> pd.
 def write_best(spec: Spec) -> str:
     """``best_params.json`` next to the results: the study's best trial, and the test
     accuracy of the run that produced it. Returns a line to print."""
-    import optuna  # noqa: PLC0415
 
     study = optuna.load_study(study_name=study_name(spec), storage=storage_url(spec))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

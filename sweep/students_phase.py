@@ -15,12 +15,17 @@ import math
 import os
 import time
 
+import ray
+import torch
+from ray import tune
+
 from sweep.configs import config_from_dict, sampled_config
 from sweep.recorder import Recorder, tune_callback
 from sweep.search import study_setup
 from sweep.spec import Spec
 from sweep.spec_errors import SpecError
 from workers.config import TrialConfig
+from workers.trial import run_trial
 
 #: A grid trial reports to Tune at most this often (its epochs are buffered in between and
 #: sent with the next report; the last report carries the whole row). Every report is a
@@ -40,11 +45,6 @@ def _student(config: dict, configs: dict[str, dict] | None = None, base: dict | 
     grid, buffered in between (``epochs_json`` of the report), and flushed before a
     trial that raises gives up.
     """
-    import ray  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from ray import tune  # noqa: PLC0415
-
-    from workers.trial import run_trial  # noqa: PLC0415
 
     if configs is not None:
         members = [config_from_dict(configs[label]) for label in (groups or {}).get(config["trial"], [config["trial"]])]
@@ -130,7 +130,6 @@ def tracking_callbacks(spec: Spec) -> list:
 
 def _reporter(spec: Spec, verbose: int):
     """A trial table every half minute: the trial, its epoch and its accuracies (not the row JSON)."""
-    from ray import tune  # noqa: PLC0415
 
     metrics = {"epoch": "epoch", "train_loss": "train loss", "test_acc": "test acc"}
     if spec.search is not None:
@@ -158,7 +157,6 @@ def _label(cfg: TrialConfig) -> str:
 
 def run_students(spec: Spec, trials: list[TrialConfig], progress=print, verbose: int = 1) -> dict[str, int]:
     """Phase 2: the trials under Ray Tune (a grid, or a study when the spec has ``search:``)."""
-    from ray import tune  # noqa: PLC0415
 
     res = spec.resources
     threads = max(1, int(res.cpus_per_trial))

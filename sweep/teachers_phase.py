@@ -22,11 +22,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import ray
+import torch
+from ray import exceptions
+from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_put
+
 from sweep.grid import TeacherJob
 from sweep.progress import TeacherProgress
 from sweep.spec import Resources, Spec
 from sweep.spec_errors import SpecError
 from workers.kinds import members_of, trained_as_one
+from workers.teachers.task import prepare_teacher
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +51,11 @@ class _Heartbeat:
     never fails the teacher."""
 
     def __init__(self):
-        import ray  # noqa: PLC0415
-
         ctx = ray.get_runtime_context()
         self.key = _beat_key(ctx.get_task_id() or "")
         self.value = {"attempt": uuid.uuid4().hex[:12], "node": ctx.get_node_id(), "n": 0, "line": ""}
 
     def send(self, line: str) -> None:
-        from ray.experimental.internal_kv import _internal_kv_put  # noqa: PLC0415
-
         self.value.update(n=self.value["n"] + 1, line=line[:200])
         try:
             _internal_kv_put(self.key, json.dumps(self.value), overwrite=True, namespace=_BEAT_NAMESPACE)
@@ -61,8 +63,6 @@ class _Heartbeat:
             log.debug("teacher heartbeat not sent: %s", exc)
 
     def close(self) -> None:
-        from ray.experimental.internal_kv import _internal_kv_del  # noqa: PLC0415
-
         try:
             _internal_kv_del(self.key, namespace=_BEAT_NAMESPACE)
         except Exception as exc:  # noqa: BLE001
@@ -77,10 +77,6 @@ def _teacher_task(job: TeacherJob, cache_dir: str, data_root: str, download: boo
     beat = _Heartbeat()
     beat.send("started")
     try:
-        import torch  # noqa: PLC0415
-
-        from workers.teachers.task import prepare_teacher  # noqa: PLC0415
-
         torch.set_num_threads(threads)
 
         def progress(line: str) -> None:
@@ -196,8 +192,6 @@ class _Watchdog:
         if self._thread.is_alive():
             self._thread.join()
         if self.polled:  # a teacher killed mid-run cannot remove its heartbeat itself
-            from ray.experimental.internal_kv import _internal_kv_del  # noqa: PLC0415
-
             for ref in self.refs:
                 with contextlib.suppress(Exception):  # best effort: the values are a few bytes
                     _internal_kv_del(_beat_key(ref.task_id().hex()), namespace=_BEAT_NAMESPACE)
@@ -212,9 +206,6 @@ class _Watchdog:
                     self._warned = True
 
     def _poll(self) -> None:
-        import ray  # noqa: PLC0415
-        from ray.experimental.internal_kv import _internal_kv_get  # noqa: PLC0415
-
         self.polled = True
         ready, _ = ray.wait(self.refs, num_returns=len(self.refs), timeout=0, fetch_local=False)
         ready = set(ready)
@@ -240,7 +231,6 @@ class _Watchdog:
 
     def _explain(self, i: int, kind: str, nodes: list[dict], unfinished: int) -> str:
         """The line: which teacher, what bound, and what Ray reports about its request."""
-        import ray  # noqa: PLC0415
 
         job, res, watch = self.jobs[i], self.res, self.watch
         gave_up = f"gave up on {unfinished} unfinished teacher task(s); nothing written"
@@ -267,7 +257,6 @@ class _Watchdog:
 def _ray_failure(job: TeacherJob, exc: BaseException) -> TeacherError | None:
     """A teacher Ray could not run (its runtime environment, its worker or node died past its
     retries), as one line; None for an exception of the teacher's own code (its traceback says more)."""
-    from ray import exceptions  # noqa: PLC0415
 
     if not isinstance(exc, exceptions.RayError) or isinstance(exc, exceptions.RayTaskError):
         return None
@@ -288,8 +277,6 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print, verbose: 
     CI runner says otherwise), else plain lines at most every tenth of a teacher's epochs;
     ``verbose`` adds every line the tasks print.
     """
-
-    import ray  # noqa: PLC0415
 
     if not jobs:
         return []

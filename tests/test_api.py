@@ -4,7 +4,6 @@ where no import finds them sent to the Ray workers a sweep starts."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import traceback
 
@@ -245,7 +244,7 @@ def test_connect_ships_objects_in_the_hook_and_restarts_only_its_own_ray(monkeyp
 
     fake = _FakeRay()
     fake.cloudpickle = cloudpickle  # what pickles the objects: Ray's own cloudpickle
-    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_env, "ray", fake)
     monkeypatch.setattr(ray_env, "_started", None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     a, b = _circuit(), _circuit(flip=True)

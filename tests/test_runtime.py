@@ -75,7 +75,7 @@ class _FakeRay:
 
 def test_connect_picks_the_hook_and_restarts_its_own_ray_only_to_add_qiskit(monkeypatch):
     fake = _FakeRay()
-    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_env, "ray", fake)
     monkeypatch.setattr(ray_env, "_started", None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ray_env.connect(num_cpus=1, qiskit=False)

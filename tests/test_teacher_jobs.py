@@ -8,12 +8,12 @@ members up by the classes string and crash with a KeyError).
 
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
 import yaml
 
+from sweep import teachers_phase
 from sweep.grid import expand
 from sweep.spec import load_spec
 from sweep.teachers_phase import train_teachers
@@ -83,7 +83,7 @@ def test_phase1_finds_members_under_either_spelling(tmp_path, monkeypatch):
     spec = two_spellings_spec(tmp_path)
     jobs = expand(spec).teacher_jobs()
     fake = FakeRay()
-    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(teachers_phase, "ray", fake)
 
     rows = train_teachers(spec, jobs, progress=quiet)  # was: KeyError ('digits', '0,1,2,3,4,5', 'lenet', ...)
 
