@@ -13,7 +13,8 @@ from qiskit_aer import AerSimulator
 
 import workers.backends.aer_direct as aer_direct
 from bench import quantum as bench
-from workers.backends import AerBackend, StatevectorBackend, to_qiskit
+from workers.backends import AerBackend, StatevectorBackend
+from workers.backends.noise import to_qiskit
 from workers.circuits import Circuit, Gate, build_circuit, encoding_params
 
 TIMINGS = [

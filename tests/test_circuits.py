@@ -5,7 +5,8 @@ import pytest
 import torch
 from qiskit.quantum_info import Statevector
 
-from workers.backends import AerBackend, StatevectorBackend, to_qiskit
+from workers.backends import AerBackend, StatevectorBackend
+from workers.backends.noise import to_qiskit
 from workers.circuits import amplitude_angles, build_circuit, encoding_params
 from workers.errors import ConfigError
 from workers.noise_spec import parse_noise

@@ -14,7 +14,8 @@ from test_data import write_idx_dataset
 import workers.data as data
 from sweep.results import TRIALS, append_rows
 from sweep.tables import table_rows, write_tables
-from workers.backends import AerBackend, StatevectorBackend, to_qiskit
+from workers.backends import AerBackend, StatevectorBackend
+from workers.backends.noise import to_qiskit
 from workers.circuits import build_angle_circuit, product_state_probabilities
 from workers.config import TrialConfig
 from workers.data import Split, load_dataset, per_class_sample, student_splits

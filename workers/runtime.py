@@ -6,7 +6,7 @@ trial runs in does) and another thread then builds a circuit, the process
 can die with SIGSEGV inside the allocator: measured here, 5 crashes in 8
 runs of "build a circuit on a short-lived thread, then on another one", and
 none in 10 runs once the main thread had built one first. Ray runs
-:func:`prepare_process` on each worker's main thread as it starts (the
+:func:`workers.qiskit_runtime.prepare_process` on each worker's main thread as it starts (the
 ``worker_process_setup_hook`` the sweep driver sets) when the sweep's trials use
 Qiskit, and :func:`prepare_torch_process` when none does: a torch statevector
 trial never imports Qiskit, and the import and the small transpile cost every
@@ -19,24 +19,9 @@ from __future__ import annotations
 import os
 
 #: The hooks by whether the sweep's workers will build circuits for Qiskit.
-HOOKS = {True: "workers.runtime.prepare_process", False: "workers.runtime.prepare_torch_process"}
+HOOKS = {True: "workers.qiskit_runtime.prepare_process", False: "workers.runtime.prepare_torch_process"}
 
 
 def prepare_torch_process() -> None:
     """What every worker needs: Arrow's allocator from the system (no Qiskit)."""
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-
-
-def prepare_process() -> None:
-    """:func:`prepare_torch_process`, then import Qiskit and Aer and build and compile one
-    small circuit on this thread."""
-    prepare_torch_process()
-    from qiskit import QuantumCircuit, transpile  # noqa: PLC0415
-    from qiskit.circuit import Parameter  # noqa: PLC0415
-    from qiskit_aer import AerSimulator  # noqa: PLC0415
-
-    qc = QuantumCircuit(2)
-    qc.h(0)
-    qc.ry(Parameter("t"), 1)
-    qc.cx(0, 1)
-    transpile(qc, AerSimulator())

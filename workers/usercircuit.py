@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 import sympy
 import torch
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ParameterVector
+from qiskit.transpiler.exceptions import TranspilerError
 
 from workers import refs
 from workers.errors import ConfigError
@@ -282,8 +285,6 @@ class UserCircuit:
         """The description as a Qiskit circuit with one parameter per slot (``s[k]``), in
         slot order: any Qiskit executor binds rows of slot angles (:meth:`AngleMap.numpy`,
         and the parameter-shift rule's shifted rows) to it."""
-        from qiskit import QuantumCircuit  # noqa: PLC0415 - qiskit's import is slow; only callers pay
-        from qiskit.circuit import ParameterVector  # noqa: PLC0415
 
         s = ParameterVector("s", self.n_slots)
         qc = QuantumCircuit(self.n_qubits)
@@ -321,8 +322,6 @@ def _check_parameters(qc) -> tuple[tuple, tuple]:
 
 def _transpiled(qc):
     """``qc`` reduced to :data:`SUPPORTED_GATES` (optimization level 0), errors named."""
-    from qiskit import transpile  # noqa: PLC0415 - qiskit's import is slow; only callers pay
-    from qiskit.transpiler.exceptions import TranspilerError  # noqa: PLC0415
 
     allowed = set(SUPPORTED_GATES) | set(_DROPPED) | {"measure"}
     for inst in qc.data:  # an opaque gate: say which, before the transpiler says it less plainly
@@ -339,7 +338,6 @@ def _transpiled(qc):
 
 def compile_circuit(qc, n_qubits: int | None = None, name: str = "circuit") -> UserCircuit:
     """``qc`` (a ``qiskit.QuantumCircuit`` over ``x`` and ``w`` vectors) as a :class:`UserCircuit`."""
-    from qiskit import QuantumCircuit  # noqa: PLC0415 - qiskit's import is slow; only callers pay
 
     if not isinstance(qc, QuantumCircuit):
         raise CircuitError(f"{name} returned {type(qc).__name__}, not a qiskit.QuantumCircuit")

@@ -27,14 +27,14 @@ executor, measurement and gradient actually ran, for the result row.
 
 from __future__ import annotations
 
+import importlib
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from workers.backends.aer import AerExecutor, to_qiskit
 from workers.backends.gradient import SHIFT_RULES, Autograd, ParameterShift, bound_rows
 from workers.backends.measurement import Exact, Sampled, make_measurement
 from workers.backends.statevector import StatevectorExecutor
@@ -44,18 +44,28 @@ from workers.errors import ConfigError
 __all__ = [
     "SHIFT_RULES",
     "AerBackend",
-    "AerExecutor",
     "Backend",
     "StatevectorBackend",
     "StatevectorExecutor",
     "bound_rows",
     "default_gradient",
     "make_backend",
-    "to_qiskit",
 ]
 
-#: Executors by the name a config's ``backend`` gives.
-EXECUTORS = {"statevector": StatevectorExecutor, "aer": AerExecutor}
+#: Executors by the name a config's ``backend`` gives, as ``module:class``: a module is
+#: imported when its executor is first built, so that a torch trial never imports Qiskit.
+EXECUTORS = {
+    "statevector": "workers.backends.statevector:StatevectorExecutor",
+    "aer": "workers.backends.aer:AerExecutor",
+}
+#: The backend of a user's Qiskit circuit (:mod:`workers.backends.user`), by the same rule.
+USER_BACKEND = "workers.backends.user:make_user_backend"
+
+
+def load(ref: str) -> Callable:
+    """The class or function a ``module:name`` reference of this package names, imported now."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def default_gradient(backend: str, shots: int) -> str:
@@ -161,13 +171,11 @@ def make_backend(
     rates times ``noise_scale`` (:mod:`workers.backends.noise`). A user's circuit
     (:class:`~workers.usercircuit.UserCircuit`) gets :mod:`workers.backends.user`'s backend."""
     if not isinstance(circuit, Circuit):  # a user circuit: its module is imported only then
-        from workers.backends.user import make_user_backend  # noqa: PLC0415
-
-        return make_user_backend(name, circuit, shots, noise, seed, shift_rule, gradient, device, **executor_kw)
+        return load(USER_BACKEND)(name, circuit, shots, noise, seed, shift_rule, gradient, device, **executor_kw)
     if name not in EXECUTORS:
         raise ValueError(f"backend: unknown backend {name!r}; choose one of {list(EXECUTORS)}")
     if name == "aer":
-        executor = AerExecutor(circuit, noise=noise, seed=seed, noise_scale=noise_scale, **executor_kw)
+        executor = load(EXECUTORS["aer"])(circuit, noise=noise, seed=seed, noise_scale=noise_scale, **executor_kw)
     else:
         if noise:
             raise ValueError("noise: a noise model needs the aer backend")

@@ -26,6 +26,8 @@ row records it.
 from __future__ import annotations
 
 import numpy as np
+from qiskit import transpile
+from qiskit_aer import AerSimulator
 
 from workers.backends.aer_direct import DirectAer, direct_or_none, gc_paused
 from workers.backends.noise import DeviceCircuit, apply_readout, device_circuit, noise_model, to_qiskit
@@ -47,8 +49,6 @@ class AerExecutor:
         direct: bool = True,
         noise_scale: float = 1.0,
     ):
-        from qiskit import transpile  # noqa: PLC0415
-        from qiskit_aer import AerSimulator  # noqa: PLC0415
 
         self.circuit = circuit
         #: Seconds Aer itself reported simulating (its controller's execute time):

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 
 import numpy as np
+from qiskit.circuit import ParameterExpression
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class DirectAer:
     chunk = 128
 
     def __init__(self, simulator, transpiled, params: list, noise_model) -> None:
-        from qiskit.circuit import ParameterExpression  # noqa: PLC0415
+        # Aer's private modules: imported here, inside direct_or_none's guard, so that an Aer
+        # without them falls back to the public path instead of failing to import this module.
         from qiskit_aer.backends.aer_compiler import assemble_circuits, generate_aer_config  # noqa: PLC0415
         from qiskit_aer.backends.backend_utils import LIBRARY_DIR, CircuitHeader  # noqa: PLC0415
 

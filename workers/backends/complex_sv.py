@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from qiskit.circuit.library import get_standard_gate_name_mapping
 
 from workers.usercircuit import SUPPORTED_GATES, UserCircuit
 
@@ -236,8 +237,6 @@ class ComplexStatevectorExecutor:
     name = "complex-statevector"
 
     def __init__(self, circuit: UserCircuit, device: str = "cpu", single: bool = False):
-        from qiskit.circuit.library import get_standard_gate_name_mapping  # noqa: PLC0415 - slow import
-
         self.circuit = circuit
         self.device = torch.device(device)
         dim = circuit.dim

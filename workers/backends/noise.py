@@ -56,6 +56,12 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ParameterVector
+from qiskit.providers import QubitProperties
+from qiskit.transpiler import InstructionProperties, Target
+from qiskit_aer.noise import NoiseModel, depolarizing_error
+from qiskit_aer.noise.device import basic_device_readout_errors
 
 from workers.circuits import Circuit
 from workers.noise_spec import DeviceNoise, NoiseSpec, fake_devices
@@ -68,7 +74,6 @@ _CONTROL_FLOW = {"if_else", "for_loop", "switch_case", "while_loop", "box"}
 
 def noise_model(spec: NoiseSpec, scale: float = 1.0):
     """Depolarizing noise after every 1-qubit (p1) and 2-qubit (p2) gate, both times ``scale``."""
-    from qiskit_aer.noise import NoiseModel, depolarizing_error  # noqa: PLC0415
 
     p1, p2 = spec.p1 * scale, spec.p2 * scale
     model = NoiseModel()
@@ -89,8 +94,6 @@ def to_qiskit(circuit: Circuit, device: bool = False):
 
     ``device``: every Ry(t) as SX, RZ(t), SX, X, so that each angle stays a bare parameter
     through a device's transpilation (module docstring)."""
-    from qiskit import QuantumCircuit  # noqa: PLC0415 - Qiskit loads only where a circuit is built for it
-    from qiskit.circuit import ParameterVector  # noqa: PLC0415
 
     enc = ParameterVector("e", circuit.n_enc)
     w = ParameterVector("w", circuit.n_weights)
@@ -114,8 +117,6 @@ def to_qiskit(circuit: Circuit, device: bool = False):
 def scaled_target(target, qubits: list[int], scale: float):
     """``target`` cut down to physical ``qubits`` (renumbered 0..k-1 in that order), every
     error rate times ``scale`` (module docstring)."""
-    from qiskit.providers import QubitProperties  # noqa: PLC0415
-    from qiskit.transpiler import InstructionProperties, Target  # noqa: PLC0415
 
     index = {q: i for i, q in enumerate(qubits)}
 
@@ -190,9 +191,6 @@ class DeviceCircuit:
 
 def device_circuit(circuit: Circuit, spec: DeviceNoise, scale: float = 1.0, seed: int = 0) -> DeviceCircuit:
     """Transpile ``circuit`` for device ``spec`` and build its (scaled) noise model."""
-    from qiskit import QuantumCircuit, transpile  # noqa: PLC0415
-    from qiskit_aer.noise import NoiseModel  # noqa: PLC0415
-    from qiskit_aer.noise.device import basic_device_readout_errors  # noqa: PLC0415
 
     backend = fake_backend(spec.name)
     qc, enc, w = to_qiskit(circuit, device=True)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from qiskit import transpile
+from qiskit_aer import AerSimulator
 
 from workers.backends import Backend
 from workers.backends.complex_sv import ComplexStatevectorExecutor
@@ -50,8 +52,6 @@ class UserAerExecutor:
     name = "aer-public"
 
     def __init__(self, circuit: UserCircuit, seed: int = 0, max_parallel_threads: int = 0):
-        from qiskit_aer import AerSimulator  # noqa: PLC0415 - slow import, only where Aer runs
-
         self.circuit = circuit
         self.sim_seconds = 0.0
         self.simulator = AerSimulator(method="statevector", runtime_parameter_bind_enable=True,
@@ -64,8 +64,6 @@ class UserAerExecutor:
 
     @staticmethod
     def _for_aer(qc, seed: int):
-        from qiskit import transpile  # noqa: PLC0415
-
         out = transpile(qc, basis_gates=AER_BASIS, optimization_level=0, seed_transpiler=seed)
         out.global_phase = 0  # a parameterized phase, which Aer cannot bind, changes no probability
         out.save_probabilities()
