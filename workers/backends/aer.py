@@ -30,7 +30,7 @@ from qiskit import transpile
 from qiskit_aer import AerSimulator
 
 from workers.backends.aer_direct import DirectAer, direct_or_none, gc_paused
-from workers.backends.noise import DeviceCircuit, apply_readout, device_circuit, noise_model, to_qiskit
+from workers.backends.noise import DeviceCircuit, apply_readout, device_circuit, is_gate, noise_model, to_qiskit
 from workers.circuits import Circuit
 from workers.noise_spec import DeviceNoise, parse_noise
 
@@ -95,9 +95,8 @@ class AerExecutor:
             d = self.device
             return {"layout": ",".join(map(str, d.layout)), "transpiled_depth": d.depth,
                     "two_qubit_gates": d.two_qubit_gates}  # fmt: skip
-        keep = lambda inst: inst.operation.name not in ("save_probabilities", "barrier")  # noqa: E731
-        ops = [inst for inst in self.transpiled.data if keep(inst)]
-        return {"layout": "", "transpiled_depth": int(self.transpiled.depth(filter_function=keep)),
+        ops = [inst for inst in self.transpiled.data if is_gate(inst)]
+        return {"layout": "", "transpiled_depth": int(self.transpiled.depth(filter_function=is_gate)),
                 "two_qubit_gates": sum(1 for inst in ops if len(inst.qubits) == 2)}  # fmt: skip
 
     def _run_public(self, values: np.ndarray) -> tuple[np.ndarray, float]:

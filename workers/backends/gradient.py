@@ -62,7 +62,7 @@ class _ShiftFunction(torch.autograd.Function):
     """Measured forward; parameter-shift backward, the shifted circuits run in the same call."""
 
     @staticmethod
-    def forward(ctx, enc, weights, backend, rule: ParameterShift):  # noqa: D401
+    def forward(ctx, enc, weights, backend, rule: ParameterShift):
         e = enc.detach().cpu().double().numpy()
         w = weights.detach().cpu().double().numpy()
         out = backend.run_shifted(e, w, rule.shift)  # (b, 1 + 2p, 2**n)

@@ -89,6 +89,12 @@ def fake_backend(name: str):
     return fake_devices()[name]()
 
 
+def is_gate(inst) -> bool:
+    """Whether a transpiled circuit's instruction is part of the circuit, not Aer's
+    ``save_probabilities`` or a barrier: what a circuit's depth and gate counts count."""
+    return inst.operation.name not in ("save_probabilities", "barrier")
+
+
 def to_qiskit(circuit: Circuit, device: bool = False):
     """The Qiskit form of a circuit: parameters ``e[k]`` (encoding) and ``w[k]`` (trainable).
 

@@ -97,7 +97,7 @@ class _Shift(torch.autograd.Function):
     """Exact forward from ``run_angles``, backward from the parameter-shift Jacobians."""
 
     @staticmethod
-    def forward(ctx, x, w, circuit, run_angles):  # noqa: D401
+    def forward(ctx, x, w, circuit, run_angles):
         xn, wn = x.detach().cpu().double().numpy(), w.detach().cpu().double().numpy()
         probs = np.asarray(run_angles(circuit.angles.numpy(xn, wn)))
         jx, jw = parameter_shift_jacobian(circuit, run_angles, xn, wn)

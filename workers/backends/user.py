@@ -33,6 +33,7 @@ from workers.backends import Backend
 from workers.backends.complex_sv import ComplexStatevectorExecutor
 from workers.backends.gradient import Autograd
 from workers.backends.measurement import make_measurement
+from workers.backends.noise import is_gate
 from workers.backends.shift import slot_rules
 from workers.errors import ConfigError
 from workers.usercircuit import SUPPORTED_GATES, UserCircuit
@@ -70,9 +71,8 @@ class UserAerExecutor:
         return out
 
     def circuit_info(self) -> dict:
-        keep = lambda inst: inst.operation.name not in ("save_probabilities", "barrier")  # noqa: E731
-        two = sum(1 for inst in self.transpiled.data if keep(inst) and len(inst.qubits) == 2)
-        depth = int(self.transpiled.depth(filter_function=keep))
+        two = sum(1 for inst in self.transpiled.data if is_gate(inst) and len(inst.qubits) == 2)
+        depth = int(self.transpiled.depth(filter_function=is_gate))
         return {"layout": "", "transpiled_depth": depth, "two_qubit_gates": two}
 
     def _run(self, qc, binds: dict) -> np.ndarray:
@@ -156,7 +156,7 @@ class _SlotShiftFunction(torch.autograd.Function):
     """Measured forward; backward from the measured shifted rows of the same call."""
 
     @staticmethod
-    def forward(ctx, x, w, backend: UserBackend, rule: SlotShift):  # noqa: D401
+    def forward(ctx, x, w, backend: UserBackend, rule: SlotShift):
         angles = backend.circuit.angles
         xn, wn = x.detach().cpu().double().numpy(), w.detach().cpu().double().numpy()
         base = angles.numpy(xn, wn)  # (B, S)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from safetensors.torch import load, load_file, save_file
 from torch import nn
 
 from workers.data import Dataset
@@ -166,14 +167,10 @@ def _read_meta(path: Location, digest: str) -> dict | None:
 
 def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "default",
                   shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module | None:  # fmt: skip
-    from safetensors.torch import load_file  # noqa: PLC0415
-
     path = folder / "weights.safetensors"
     if not path.exists():
         return None
     try:
-        from safetensors.torch import load  # noqa: PLC0415
-
         model = make_model(arch, n_classes, recipe, shape)
         model.load_state_dict(load(path.read_bytes()) if not path.is_local else load_file(path))
         return model.eval()
@@ -184,7 +181,6 @@ def _load_weights(folder: Location, arch: str, n_classes: int, recipe: str = "de
 
 def _save_weights(folder: Location, model: nn.Module) -> None:
     """A trained model's weights into its entry (safetensors), written whole or not at all."""
-    from safetensors.torch import save_file  # noqa: PLC0415
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write(folder / "weights.safetensors", lambda tmp: save_file(state, tmp))

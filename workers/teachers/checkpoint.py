@@ -74,8 +74,9 @@ def _load_checkpoint(path: Location, digest: str, epochs: int) -> dict | None:
             raise ValueError(f"it belongs to teacher key {state.get('key_hash')!r}, not {digest!r}")
         if not 1 <= int(state["epoch"]) <= epochs or len(state["test_accs"]) not in (0, int(state["epoch"])):
             raise ValueError(f"its epoch {state.get('epoch')!r} does not fit {epochs} epochs")
-        for name in ("model", "optimizer", "rng", "seconds", "best_state"):
-            state[name]  # noqa: B018 (a missing part is a damaged file)
+        missing = [name for name in ("model", "optimizer", "rng", "seconds", "best_state") if name not in state]
+        if missing:  # a missing part is a damaged file
+            raise KeyError(", ".join(missing))
         return state
     except Exception as exc:  # noqa: BLE001 (anything unreadable is discarded, and training starts over)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
