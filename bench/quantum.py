@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from qiskit import QuantumCircuit, transpile
+from qiskit_aer import AerSimulator
 
 from sweep.configs import config_from_dict
 from workers import data
@@ -214,7 +216,6 @@ def ansatz_gates(circuit: Circuit) -> tuple[Gate, ...]:
 
 def naive_frequencies(circuit: Circuit, features: np.ndarray, weights: np.ndarray, shots: int, simulator) -> np.ndarray:
     """One sample the naive way: a fresh circuit with ``initialize``, transpiled, run, counted."""
-    from qiskit import QuantumCircuit, transpile  # noqa: PLC0415
 
     x = np.tanh(np.asarray(features, dtype=np.float64))
     n = circuit.n_qubits
@@ -248,7 +249,6 @@ def naive_gradient(circuit: Circuit, features: np.ndarray, weights: np.ndarray, 
 
 def time_naive(circuit: Circuit, sizes: Sizes, shots: int = SHOTS) -> dict:
     """Per-sample times of the naive loop, after one untimed sample."""
-    from qiskit_aer import AerSimulator  # noqa: PLC0415
 
     features, weights, _ = bench_inputs(circuit, 1 + sizes.naive_fwd_samples + sizes.naive_grad_samples)
     f, w = features.numpy(), weights.numpy()

@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from bench.quantum import has_mnist
@@ -88,7 +89,6 @@ def _run(spec: dict, workers: int, root: Path, tag: str) -> dict:
     expected = len(spec["grid"]["seed"])
     if got["finished"] != expected:
         raise RuntimeError(f"bench sweep {tag} finished {got['finished']} of {expected} trials")
-    import pandas as pd  # noqa: PLC0415
 
     trials = pd.read_parquet(root / tag / spec["name"] / "trials.parquet")
     return {**got, "command_s": command_s, "trial_s_sum": float(trials.wall_s.sum()),
@@ -174,7 +174,6 @@ def paper_mnist(data_root: str, root: Path, progress=print) -> dict:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
         wall = time.perf_counter() - t0
-        import pandas as pd  # noqa: PLC0415
 
         trials = pd.read_parquet(root / backend / spec["name"] / "trials.parquet")
         key = "sampled" if backend == "statevector" else "aer"
@@ -200,7 +199,6 @@ def quickstart(root: Path, progress=print) -> dict:
     log = REPO / "results" / "bench-quickstart.log"  # what a newcomer's `make sweep` prints, tables included
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(proc.stdout + proc.stderr)
-    import pandas as pd  # noqa: PLC0415
 
     teachers = pd.read_parquet(root / "quickstart" / "quickstart" / "teachers.parquet")
     trials = pd.read_parquet(root / "quickstart" / "quickstart" / "trials.parquet")

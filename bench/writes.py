@@ -27,15 +27,21 @@ import time
 import types
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+
+from sweep.recorder import Recorder
+from sweep.results import EPOCHS, SCHEMA_PART, TRIALS, append_rows
+from sweep.spec import parse_spec
 from workers.config import TrialConfig
+from workers.io import write_parquet
+from workers.trial import unfinished_row
 
 #: Epoch rows per synthetic trial (the paper's students train for 10 epochs).
 EPOCHS_PER_TRIAL = 10
 
 
 def _spec(root: str):
-    from sweep.spec import parse_spec  # noqa: PLC0415
-
     raw = {"name": "bench-writes", "grid": {"dataset": "digits", "classes": "0-3", "teacher": "none", "qubits": 2},
            "paths": {"results": root}}  # fmt: skip
     return parse_spec(raw, "<bench-writes>")
@@ -43,8 +49,6 @@ def _spec(root: str):
 
 @functools.lru_cache(maxsize=1)
 def _template() -> tuple[dict, tuple[dict, ...]]:
-    from workers.trial import unfinished_row  # noqa: PLC0415
-
     epochs = tuple({"epoch": e, "train_loss": 1.0 / e, "train_ce": 0.9 / e, "train_kl": 0.0, "train_acc": 0.5,
                     "test_loss": 1.1 / e, "test_acc": 0.5, "val_loss": math.nan, "val_acc": math.nan,
                     "head_scale": math.nan, "circuit_executions": 1000 * e, "wall_s": 0.5}
@@ -63,8 +67,6 @@ def _trial(i: int) -> tuple[dict, list[dict]]:
 
 
 def _recorder(root: Path):
-    from sweep.recorder import Recorder  # noqa: PLC0415
-
     return Recorder(_spec(str(root)), "config_hash", None, None)
 
 
@@ -83,7 +85,6 @@ def _write(recorder, start: int, count: int) -> list[float]:
 def _fill(root: Path, n: int) -> Path:
     """The results folder as a sweep leaves it after ``n`` trials: n parts per table
     (linked copies of one trial's parts; nothing reads them back)."""
-    from sweep.results import EPOCHS, SCHEMA_PART, TRIALS  # noqa: PLC0415
 
     recorder = _recorder(root)
     _write(recorder, 0, 1)  # the schema parts and one real part per table
@@ -102,11 +103,6 @@ def _fill(root: Path, n: int) -> Path:
 
 def _rewrite(root: Path, n: int, writes: int) -> list[float]:
     """The old write: both tables rewritten whole, on files that hold ``n`` trials."""
-    import pandas as pd  # noqa: PLC0415
-    import pyarrow as pa  # noqa: PLC0415
-
-    from sweep.results import EPOCHS, TRIALS, append_rows  # noqa: PLC0415
-    from workers.io import write_parquet  # noqa: PLC0415
 
     results = root / "bench-writes"
     results.mkdir(parents=True)
