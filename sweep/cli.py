@@ -14,15 +14,15 @@ import math
 import os
 import sys
 import typing
-from collections import Counter
 from pathlib import Path
 
 from workers.choices import FIELD_CHOICES
 from workers.config import TrialConfig
 from workers.errors import ConfigError
 from workers.help import FIELD_HELP, TEACHER_HELP
-from workers.io import DataError, StorageError, location
+from workers.io import DataError, StorageError
 from workers.kinds import DATASETS, STUDENT_KINDS, TEACHERS
+from workers.refs import load
 from workers.teacher_settings import TeacherSettings
 
 EXIT_BAD_INPUT = 2
@@ -140,7 +140,8 @@ def _trial_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines")
 
 
-def _config(args: argparse.Namespace) -> TrialConfig:
+def config(args: argparse.Namespace) -> TrialConfig:
+    """The validated trial configuration the ``trial`` command's options give."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig) if f.name not in _NOT_OPTIONS}
     teacher = TeacherSettings(
         **{f.name: getattr(args, f"teacher_{f.name}") for f in dataclasses.fields(TeacherSettings)}
@@ -148,123 +149,6 @@ def _config(args: argparse.Namespace) -> TrialConfig:
     return TrialConfig(
         **values, cache_dir=args.cache_dir or str(Path(args.out) / "cache"), teacher_settings=teacher
     ).validate()
-
-
-def _fmt(x: float) -> str:
-    return "  -   " if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
-
-
-def _interactive(stream=None) -> bool:
-    """A person watching: stderr (or ``stream``) is a terminal and no CI runner says otherwise."""
-    return (stream or sys.stderr).isatty() and not os.environ.get("CI")
-
-
-class _Bars:
-    """tqdm bars (epochs done, ETA) on a terminal; the same progress as plain lines elsewhere
-    (CI, pipes, files), one per epoch."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.bars = enabled, {}
-
-    def step(self, name: str, done: int, total: int, line: str, **postfix) -> None:
-        if not self.enabled:
-            print(line, file=sys.stderr, flush=True)
-            return
-        from tqdm import tqdm  # noqa: PLC0415 - only on a terminal
-
-        bar = self.bars.get(name)
-        if bar is None:
-            bar = self.bars[name] = tqdm(total=total, desc=name, unit="epoch", file=sys.stderr, leave=True)
-        bar.update(done - bar.n)
-        if postfix:
-            bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
-
-    def write(self, line: str) -> None:
-        if self.enabled:
-            from tqdm import tqdm  # noqa: PLC0415
-
-            tqdm.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
-def _check_outputs(out: Path, cache_dir: str) -> None:
-    """``--out`` and the teacher cache (``cache_dir``, DIR/cache unless given) before the trial
-    runs: one that is a file, lies under a file or cannot be written is one line now, not a
-    traceback once the student has trained."""
-    from sweep.preflight import check_creatable  # noqa: PLC0415 (sweep.spec's imports, only for a trial)
-
-    check_creatable(location(out), "--out")
-    try:
-        cache = location(cache_dir)
-    except StorageError as exc:  # a URI no file system takes
-        raise StorageError(f"cache_dir: {exc}") from None
-    check_creatable(cache, "cache_dir")
-
-
-def cmd_trial(args: argparse.Namespace) -> int:
-    from sweep.results import EPOCHS, TEACHERS, TRIALS, append_rows  # noqa: PLC0415
-    from workers.trial import run_trial  # noqa: PLC0415
-
-    cfg = _config(args)
-    out = Path(args.out)
-    _check_outputs(out, cfg.cache_dir)
-    bars = _Bars(enabled=not args.quiet and _interactive())
-
-    def progress(r: dict) -> None:
-        if args.quiet:
-            return
-        line = (f"epoch {r['epoch']:>3}/{cfg.epochs}  train_loss {_fmt(r['train_loss'])}  "
-                f"train_acc {_fmt(r['train_acc'])}  test_loss {_fmt(r['test_loss'])}  "
-                f"test_acc {_fmt(r['test_acc'])}  ({r['wall_s']:.1f}s)")  # fmt: skip
-        bars.step("student", r["epoch"], cfg.epochs, line, test_acc=f"{r['test_acc']:.4f}")
-
-    def teacher_progress(line: str) -> None:
-        if args.quiet:
-            return
-        done, _, total = line.removeprefix("epoch ").partition(" ")[0].partition("/")
-        if done.isdigit() and total.isdigit():
-            bars.step(f"teacher {cfg.teacher}", int(done), int(total), f"teacher {cfg.teacher}: {line}")
-        else:
-            bars.write(f"teacher {cfg.teacher}: {line}")
-
-    try:
-        result = run_trial(cfg, progress, teacher_progress)
-    finally:
-        bars.close()
-    row = result.row
-    # Epochs first, trial row last: a trial row is the mark that a trial finished.
-    append_rows(out / EPOCHS, result.epochs)
-    if result.teacher:
-        append_rows(out / TEACHERS, [result.teacher], key="teacher_key")
-    append_rows(out / TRIALS, [row])
-    teacher = "none (baseline)" if cfg.teacher == "none" else (
-        f"{cfg.teacher} (test acc {row['teacher_test_acc']:.4f}, "
-        f"{'cached logits' if row['teacher_cached'] else 'trained now'})"
-    )  # fmt: skip
-    print(f"trial {row['trial_id']}  status {row['status']}{'  ' + row['error'] if row['error'] else ''}")
-    print(f"  {cfg.dataset} classes {cfg.classes}, {cfg.qubits} qubits, {row['student']} student, "
-          f"{row['ansatz'] or '-'} circuit, {row['reduction'] or '-'} reduction, {row['backend'] or '-'} backend, "
-          f"{row['shots'] or 'exact'} shots, seed {cfg.seed}")  # fmt: skip
-    print(f"  teacher   {teacher}")
-    if cfg.distills:
-        print(f"  distill   T={cfg.temperature:g} lam={cfg.lam:g} form={cfg.kd_form}")
-    if cfg.report_epoch != "last":
-        print(f"  reported  epoch {row['reported_epoch']} ({cfg.report_epoch}"
-              f"{': SELECTED ON THE TEST SPLIT' if cfg.report_epoch == 'best_test' else ''}); "
-              f"last epoch's test_acc {row['last_test_acc']:.4f}")  # fmt: skip
-    print(f"  test_acc  {row['test_acc']:.4f}  ({row['n_test']} samples)   "
-          f"train_acc {row['train_acc']:.4f}  ({row['n_train']} samples)")  # fmt: skip
-    print(f"  quantum   {row['circuit_executions']:,} circuit executions, "
-          f"{row['shots_total']:,} shots")  # fmt: skip
-    print(f"  wall      {row['wall_s']:.1f}s (teacher {row['teacher_wall_s']:.1f}s)")
-    print(f"  results   {out / TRIALS}")
-    return 0 if row["status"] == "ok" else 1
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -291,77 +175,6 @@ def _sweep_parsers(sub: argparse._SubParsersAction) -> None:
                    help="no Ray Tune tables, even with --verbose (a line per finished trial either way)")  # fmt: skip
 
 
-def _load(args: argparse.Namespace):
-    from sweep.spec import load_spec  # noqa: PLC0415
-
-    spec = load_spec(args.spec).with_paths(args.data_root, args.results)
-    try:  # the finished trials are read from here next: a folder the system refuses is one line too
-        spec.results_dir.exists()
-    except StorageError as exc:  # a URI no file system takes
-        raise StorageError(f"paths.results: {exc}") from None
-    except OSError as exc:
-        raise StorageError(f"paths.results: cannot read {spec.results_dir}: {exc.strerror or exc}") from None
-    return spec
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from sweep.grid import expand  # noqa: PLC0415
-    from sweep.plan import finished_hashes, select  # noqa: PLC0415
-    from sweep.preflight import check_creatable  # noqa: PLC0415
-
-    spec = _load(args)
-    check_creatable(spec.results_dir)
-    grid = expand(spec)
-    trials = select(grid.trials, args.only)
-    done = finished_hashes(spec.results_dir) if spec.search is None else set()
-    pending = [c for c in trials if c.config_hash() not in done]
-    jobs = grid.teacher_jobs(trials)
-    print(f"spec {spec.name} ({spec.source}): valid" + (f" - {spec.description}" if spec.description else ""))
-    print(f"  grid: {grid.n_combinations} combinations over {', '.join(spec.axes)}"
-          f"{f' in {len(spec.grids)} subgrids' if len(spec.grids) > 1 else ''}; "
-          f"{grid.n_duplicates} duplicates collapsed (a baseline does not vary T or lam), "
-          f"{grid.n_combinations - grid.n_duplicates - len(grid.trials)} dropped")  # fmt: skip
-    for line in grid.dropped:
-        print(f"  {line}")
-    by_teacher = Counter(c.teacher for c in trials)
-    print(f"  phase 1 (teachers): {len(jobs)} tasks: "
-          + ", ".join(f"{n} {a}" for a, n in sorted(Counter(j.arch for j in jobs).items())))  # fmt: skip
-    if spec.search is None:
-        print(f"  phase 2 (students): {len(trials)} trials: "
-              + ", ".join(f"{n} {t}" for t, n in sorted(by_teacher.items())))  # fmt: skip
-        print(f"  already finished: {len(trials) - len(pending)}; to run: {len(pending)}")
-    else:
-        s = spec.search
-        print(f"  phase 2 (study): {s.num_samples} trials, {s.sampler} sampler over "
-              f"{', '.join(p.name for p in s.params)}, {s.scheduler} scheduler, "
-              f"objective {s.metric} ({s.mode})")  # fmt: skip
-    print(f"  results: {spec.results_dir}   teacher cache: {spec.cache_dir}   data: {spec.data_root}")
-    return 0
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from sweep.driver import run_sweep  # noqa: PLC0415
-
-    spec = _load(args)
-    summary = run_sweep(spec, address=args.address, num_cpus=args.num_cpus, fresh=args.fresh,
-                        only=args.only, verbose=1 if args.verbose and not args.quiet else 0)  # fmt: skip
-    for line in summary.lines():
-        print(line)
-    if spec.search is not None:
-        from sweep.search import leaderboard  # noqa: PLC0415
-
-        print(summary.best or "")
-        print(leaderboard(spec))
-    elif not args.no_tables and (spec.results_dir / "trials.parquet").exists():
-        from sweep import tables  # noqa: PLC0415
-
-        paths = tables.write_tables(spec.results_dir)
-        print()
-        print(tables.markdown_tables(spec.results_dir))
-        print(f"tables and figures: {', '.join(str(p) for p in paths.values())}")
-    return 0 if summary.failed == 0 else 1
-
-
 def tables_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "tables",
@@ -372,16 +185,7 @@ def tables_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder, e.g. results/quickstart")
     p.add_argument("--out", metavar="DIR", default=None, help="write here instead of RESULTS_DIR")
-    p.set_defaults(func=run_tables)
     return p
-
-
-def run_tables(args: argparse.Namespace) -> int:
-    """``qkd-sweep tables``: :func:`sweep.tables.run`, imported when it runs (pandas and
-    SciPy's statistics cost 2 s that ``validate`` and ``trial`` need not pay)."""
-    from sweep import tables  # noqa: PLC0415
-
-    return tables.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Each command's ``run(args)``, as ``module:function``, imported when the command runs.
+COMMANDS = {
+    "trial": "sweep.commands.trial:run",
+    "validate": "sweep.commands.validate:run",
+    "sweep": "sweep.commands.run:run",
+    "tables": "sweep.tables:run",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -407,14 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.getLogger("workers").setLevel(logging.INFO)
     try:
-        if args.command == "trial":
-            return cmd_trial(args)
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "tables":
-            return run_tables(args)
+        return load(COMMANDS[args.command])(args)
     except (ConfigError, DataError, FileNotFoundError, StorageError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
@@ -424,5 +230,3 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_BAD_INPUT

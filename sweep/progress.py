@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -30,6 +31,12 @@ def parse_epoch(line: str) -> tuple[int, int] | None:
     """(epochs done, epochs) of a teacher's progress line, or None for another line."""
     m = _EPOCH.match(line) or _RESUME.match(line)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def interactive(stream=None) -> bool:
+    """A person watching: stderr (or ``stream``) is a terminal and no CI runner says otherwise.
+    Progress is live bars then, plain lines elsewhere (pipes, files, CI)."""
+    return (stream or sys.stderr).isatty() and not os.environ.get("CI")
 
 
 class TeacherProgress:

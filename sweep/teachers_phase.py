@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +26,7 @@ from ray import exceptions
 from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_put
 
 from sweep.grid import TeacherJob
-from sweep.progress import TeacherProgress
+from sweep.progress import TeacherProgress, interactive
 from sweep.spec import Resources, Spec
 from sweep.spec_errors import SpecError
 from workers.kinds import members_of, trained_as_one
@@ -302,7 +300,7 @@ def train_teachers(spec: Spec, jobs: list[TeacherJob], progress=print, verbose: 
     t0 = time.perf_counter()
     watch = TeacherWatch(res.teacher_start_timeout_s, res.teacher_progress_timeout_s, members)
     if live is None:
-        live = sys.stderr.isatty() and not os.environ.get("CI")
+        live = interactive()
     shown = TeacherProgress([job.label for job in jobs], live, progress)
     with _Watchdog(jobs, list(refs.values()), watch, res, shown) as watchdog:
         for i, (job, ref) in enumerate(zip(jobs, refs.values(), strict=True)):

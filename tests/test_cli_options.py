@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from sweep.cli import _config, build_parser
+from sweep.cli import build_parser, config
 from workers.config import TrialConfig
 from workers.help import FIELD_HELP, TEACHER_HELP
 from workers.teacher_settings import TeacherSettings
@@ -23,7 +23,7 @@ def test_every_field_has_help_and_an_option():
 
 def test_defaults_are_the_configs_and_a_command_line_round_trips(tmp_path):
     parser = build_parser()
-    default = _config(parser.parse_args(["trial", "--out", str(tmp_path)]))
+    default = config(parser.parse_args(["trial", "--out", str(tmp_path)]))
     assert dataclasses.replace(default, cache_dir=TrialConfig().cache_dir) == TrialConfig()
     argv = ["trial", "--out", str(tmp_path), "--dataset", "mnist", "--classes", "0-7", "--teacher", "ensemble",
             "--qubits", "4", "-T", "2.5", "--lam", "0.5", "--kd-form", "additive", "--kd-defect", "teacher-ce",
@@ -34,7 +34,7 @@ def test_defaults_are_the_configs_and_a_command_line_round_trips(tmp_path):
             "--fixed-scale", "--no-download", "--data-root", "/d", "--teacher-epochs", "4", "--teacher-lr", "0.1",
             "--teacher-batch-size", "64", "--teacher-seed", "3", "--teacher-recipe", "paper-code",
             "--teacher-keep", "best_test"]  # fmt: skip
-    cfg = _config(parser.parse_args(argv))
+    cfg = config(parser.parse_args(argv))
     want = TrialConfig(dataset="mnist", classes="0-7", teacher="ensemble", qubits=4, temperature=2.5, lam=0.5,
                        kd_form="additive", kd_defect="teacher-ce", seed=7, student="cnn-angle", shots=2000,
                        shift_rule="pi4-unnormalized", epochs=3, lr=0.01, batch_size=1, samples_per_class=9,

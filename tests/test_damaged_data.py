@@ -443,9 +443,9 @@ DIGITS = ["trial", "--dataset", "digits", "--teacher", "none", "--epochs", "1", 
 )  # fmt: skip
 def test_trial_outputs_that_cannot_be_folders_are_one_line_before_it_runs(afile, tmp_path, monkeypatch, flags,
                                                                           expected):  # fmt: skip
-    import workers.trial
+    import sweep.commands.trial
 
-    monkeypatch.setattr(workers.trial, "run_trial", lambda *a, **k: pytest.fail("the trial ran"))
+    monkeypatch.setattr(sweep.commands.trial, "run_trial", lambda *a, **k: pytest.fail("the trial ran"))
     fill = {"f": str(afile), "d": str(tmp_path)}
     before = files(tmp_path)
     code, _, err = run_main([*DIGITS, *(f.format(**fill) for f in flags)])
@@ -457,9 +457,9 @@ def test_trial_outputs_that_cannot_be_folders_are_one_line_before_it_runs(afile,
 
 def test_trial_out_not_writable(tmp_path, monkeypatch):
     """(Root writes anywhere, so the refusal is simulated at the permission check.)"""
-    import workers.trial
+    import sweep.commands.trial
 
-    monkeypatch.setattr(workers.trial, "run_trial", lambda *a, **k: pytest.fail("the trial ran"))
+    monkeypatch.setattr(sweep.commands.trial, "run_trial", lambda *a, **k: pytest.fail("the trial ran"))
     locked = tmp_path / "locked"
     locked.mkdir()
     real = os.access

@@ -9,7 +9,7 @@ nesting, a list or scalar at the top). Each goes through ``qkd-sweep validate`` 
 in-process (a few real subprocesses at the end check the same from outside).
 
 Nothing here trains or starts Ray: ``sweep.driver.preflight`` and ``connect`` and
-``workers.trial.run_trial`` are replaced by functions that raise :class:`Reached`, so a
+``run_trial`` (as the ``trial`` command calls it) are replaced by functions that raise :class:`Reached`, so a
 sweep or trial that got through validation is recorded (and must not have written
 anything) instead of run. A few tiny real trials (digits, 1 epoch, a handful of samples,
 the statevector backend) check the extreme values validation lets through.
@@ -41,8 +41,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import sweep.commands.trial
 import sweep.driver
-import workers.trial
 from sweep.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def _no_runs(monkeypatch):
 
     monkeypatch.setattr(sweep.driver, "preflight", reached("preflight"))
     monkeypatch.setattr(sweep.driver, "connect", reached("connect"))
-    monkeypatch.setattr(workers.trial, "run_trial", reached("run_trial"))
+    monkeypatch.setattr(sweep.commands.trial, "run_trial", reached("run_trial"))  # where the CLI looks it up
 
 
 @pytest.fixture(scope="module")

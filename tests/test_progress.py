@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-import sweep.cli as cli
+import sweep.commands.trial as trial_command
 from sweep.cli import main
+from sweep.progress import interactive
 
 
 def _cli(tmp_path, *extra):
@@ -25,8 +26,7 @@ class _Tty:
 def terminal(monkeypatch):
     """stderr says it is a terminal (capsys's stand-in for it is not one)."""
     monkeypatch.delenv("CI", raising=False)
-    real = cli._interactive
-    monkeypatch.setattr(cli, "_interactive", lambda: real(_Tty()))
+    monkeypatch.setattr(trial_command, "interactive", lambda: interactive(_Tty()))
 
 
 def test_a_terminal_gets_bars_for_the_teacher_and_the_student(tmp_path, capsys, terminal):
@@ -40,9 +40,9 @@ def test_a_terminal_gets_bars_for_the_teacher_and_the_student(tmp_path, capsys, 
 def test_what_counts_as_a_person_watching(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     with open(os.devnull) as pipe_like:
-        assert cli._interactive(_Tty()) and not cli._interactive(pipe_like)
+        assert interactive(_Tty()) and not interactive(pipe_like)
     monkeypatch.setenv("CI", "true")
-    assert not cli._interactive(_Tty())
+    assert not interactive(_Tty())
 
 
 def test_a_pipe_or_ci_gets_one_plain_line_per_epoch_and_no_bar(tmp_path, capsys, monkeypatch, terminal):

@@ -291,7 +291,7 @@ def test_cli_prints_the_tables_and_the_paths(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["tables", str(results), "--out", str(tmp_path / "o")])
-    assert args.func(args) == 0
+    assert run(args) == 0
     out = capsys.readouterr().out
     assert "## Table: MNIST" in out and "Teacher: LeNet, Student: Quantum, 3 qubit" in out
     for name in ("tables.md", "tables.tex", "tables.csv", "figures/loss_curves.png", "figures/accuracy_bars.png"):

@@ -116,3 +116,10 @@ def _code_text(code) -> str:
 
 
 __all__ = ["REGISTERED", "RefError", "is_reference", "last_line", "reference_of", "register", "resolve", "source_hash"]
+
+
+def load(ref: str) -> Callable:
+    """The class or function a ``module:name`` reference to this project's own code names,
+    imported now (unlike :func:`resolve`, for the user's code, its errors are not reworded)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -27,9 +27,8 @@ executor, measurement and gradient actually ran, for the result row.
 
 from __future__ import annotations
 
-import importlib
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -40,6 +39,7 @@ from workers.backends.measurement import Exact, Sampled, make_measurement
 from workers.backends.statevector import StatevectorExecutor
 from workers.circuits import Circuit
 from workers.errors import ConfigError
+from workers.refs import load
 
 __all__ = [
     "SHIFT_RULES",
@@ -60,12 +60,6 @@ EXECUTORS = {
 }
 #: The backend of a user's Qiskit circuit (:mod:`workers.backends.user`), by the same rule.
 USER_BACKEND = "workers.backends.user:make_user_backend"
-
-
-def load(ref: str) -> Callable:
-    """The class or function a ``module:name`` reference of this package names, imported now."""
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def default_gradient(backend: str, shots: int) -> str:
