@@ -46,7 +46,7 @@ from workers import datafiles
 from workers.errors import ConfigError
 from workers.io import DataError  # raised here; defined there, so that catching it imports no torch
 from workers.kinds import DATASETS, DatasetKind, user_dataset
-from workers.refs import RefError, last_line, resolve
+from workers.refs import RefError, resolve, user_code
 
 IMAGE_SIZE = 28
 DIGITS_SPLIT_SEED = 20231122
@@ -115,10 +115,8 @@ def _raw(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
     if name in LOADERS:
         return LOADERS[name](root, download)
     if name in DATASETS and DATASETS[name].load is not None:  # a package's kind
-        try:
+        with user_code(DataError, f"dataset: {name}'s loader raised "):
             value = resolve(DATASETS[name].load)(root, download)
-        except Exception as exc:  # noqa: BLE001 - a package's loader: whatever it raises, in one line
-            raise DataError(f"dataset: {name}'s loader raised {last_line(exc)}") from None
         try:
             return check_arrays(value, f"{name}'s loader")
         except ConfigError as exc:
@@ -302,10 +300,8 @@ def user_arrays(ref: str) -> tuple[DatasetKind, tuple[np.ndarray, ...], str]:
         fn = resolve(ref)
     except RefError as exc:
         raise ConfigError("dataset", str(exc)) from None
-    try:
+    with user_code(lambda m: ConfigError("dataset", m), f"{ref}() raised "):
         value = fn()
-    except Exception as exc:  # noqa: BLE001 - the user's callable: whatever it raises, in one line
-        raise ConfigError("dataset", f"{ref}() raised {last_line(exc)}") from None
     raw = check_arrays(value, ref)
     n_classes = int(max(raw[1].max(), raw[3].max())) + 1
     both = set(raw[1].tolist()) & set(raw[3].tolist())

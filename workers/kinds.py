@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from workers.errors import ConfigError
-from workers.refs import last_line, resolve
+from workers.refs import last_line, resolve, user_code
 
 if TYPE_CHECKING:
     from workers.config import TrialConfig
@@ -251,16 +251,11 @@ def user_circuit(ref: str, n_qubits: int):
 
     try:
         fn = resolve(ref)
-        try:
+        with user_code(CircuitError, f"{ref}(n_qubits={n_qubits}) raised "):
             qc = fn(n_qubits)
-        except Exception as exc:  # noqa: BLE001 - the user's callable, likewise
-            raise CircuitError(f"{ref}(n_qubits={n_qubits}) raised {last_line(exc)}") from None
-        try:
+        # a circuit Qiskit itself cannot transpile, say
+        with user_code(CircuitError, f"{ref} returned a circuit that cannot be compiled: ", passes=(CircuitError,)):
             return compile_circuit(qc, n_qubits, name=ref)
-        except CircuitError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a circuit Qiskit itself cannot transpile, say
-            raise CircuitError(f"{ref} returned a circuit that cannot be compiled: {last_line(exc)}") from None
     except CircuitError as exc:
         message = str(exc).removeprefix("circuit: ")
     if ref not in message:
@@ -308,12 +303,8 @@ def run_check(kind: Any, cfg: TrialConfig) -> None:
     """A kind's own ``check(cfg)``: a ConfigError passes as it is; anything else it raises is
     one line naming the kind."""
 
-    try:
+    with user_code(lambda m: ConfigError(kind.name, m), f"{kind.name}'s check raised ", passes=(ConfigError,)):
         resolve(kind.check)(cfg)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a package's code: whatever it raises, in one line
-        raise ConfigError(kind.name, f"{kind.name}'s check raised {last_line(exc)}") from None
 
 
 #: The entry-point groups a package declares its kinds in, and the registry each adds to.

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 #: Objects registered in this process, by reference (``MODULE:NAME``).
 REGISTERED: dict[str, Callable] = {}
@@ -37,6 +38,19 @@ def last_line(exc: BaseException) -> str:
     """``TypeName: the last line of its message``: what a user's code raised, in one line."""
     text = (str(exc).strip().splitlines() or [""])[-1].strip()
     return type(exc).__name__ + (f": {text}" if text else "")
+
+
+@contextmanager
+def user_code(error: Callable[[str], Exception], what: str, passes: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Run the user's (or a package's) code: whatever it raises, but ``passes``, becomes
+    ``error(what + its last line)``, one line without a traceback. The one place that
+    catches anything, for every call into code this project did not write."""
+    try:
+        yield
+    except passes:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise error(f"{what}{last_line(exc)}") from None
 
 
 def register(obj: Callable, name: str | None = None, module: str = "__main__") -> str:

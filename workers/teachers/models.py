@@ -46,7 +46,7 @@ from torch import nn
 
 from workers.errors import ConfigError
 from workers.kinds import TEACHERS, trained_as_one
-from workers.refs import RefError, last_line, resolve, source_hash
+from workers.refs import RefError, resolve, source_hash, user_code
 from workers.student import amplitude_model
 
 #: The teachers there are (every registered kind but ``none``).
@@ -239,20 +239,15 @@ def check_user_model(ref: str, n_classes: int, shape: tuple[int, ...]) -> str:
         build = _builder(ref, "default")
     except RefError as exc:
         raise ConfigError("teacher", str(exc)) from None
-    try:
+    with user_code(lambda m: ConfigError("teacher", m), f"{call} raised "):
         model = build(n_classes, tuple(shape))
-    except Exception as exc:  # noqa: BLE001 - the user's callable: whatever it raises, in one line
-        raise ConfigError("teacher", f"{call} raised {last_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError("teacher", f"{call} returned {type(model).__name__}, not a torch.nn.Module")
     batch = torch.zeros(2, *shape)
     for mode in ("eval", "train"):
-        try:
-            with torch.no_grad():
-                out = getattr(model, mode)()(batch)
-        except Exception as exc:  # noqa: BLE001 - the user's forward
-            raise ConfigError("teacher", f"{ref}'s model fails on a batch of 2 images {'x'.join(map(str, shape))} "
-                              f"({mode} mode): {last_line(exc)}") from None  # fmt: skip
+        what = f"{ref}'s model fails on a batch of 2 images {'x'.join(map(str, shape))} ({mode} mode): "
+        with torch.no_grad(), user_code(lambda m: ConfigError("teacher", m), what):
+            out = getattr(model, mode)()(batch)
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
             got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
             raise ConfigError("teacher", f"{ref}'s model gives {got} on a batch of 2 images "
