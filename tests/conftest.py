@@ -130,24 +130,19 @@ def _uses_a_module_fixture(item: pytest.Item) -> bool:
 
 
 def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The order in which xdist hands out the tests: the sweeps on a shared Ray, the slow
-    tests and the groups spread over the first half of the rest (each file's order kept), so
-    that the long units start early, without ending the run on one busy worker, and not all
-    at once: each of them starts a Ray or trains, and a handful starting together on two
-    cores would each take minutes to get going. The cluster tests come last: their two-node
-    Ray mostly waits (38% of the cores when run alone), so they overlap the other worker's
-    last tests, and they hold the heavy lock (:func:`_cluster_alone`) so that no slow test
-    runs beside them."""
+    """The order in which xdist hands out the tests: the sweeps on a shared Ray, the slow and
+    cluster tests and the groups spread over the first half of the rest (each file's order
+    kept), so that the long units start early, without ending the run on one busy worker, and
+    not all at once: each of them starts a Ray or trains, and a handful starting together on
+    two cores would each take minutes to get going."""
 
     def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("cluster"):
-            return 2
-        return 0 if any(item.get_closest_marker(m) for m in ("slow", "xdist_group")) else 1
+        return 0 if any(item.get_closest_marker(m) for m in ("slow", "cluster", "xdist_group")) else 1
 
-    ranked: list[list[pytest.Item]] = [[], [], []]
+    ranked: list[list[pytest.Item]] = [[], []]
     for item in items:
         ranked[rank(item)].append(item)
-    long, rest, cluster = ranked
+    long, rest = ranked
     units: list[list[pytest.Item]] = []  # a group is one unit: its tests stay together
     for item in long:
         group = [m.args[:1] for m in item.iter_markers("xdist_group")]
@@ -159,7 +154,7 @@ def _long_first(items: list[pytest.Item]) -> list[pytest.Item]:
     out: list[pytest.Item] = []
     for i, unit in enumerate(units):
         out += unit + rest[i * step : (i + 1) * step]
-    return out + rest[len(units) * step :] + cluster
+    return out + rest[len(units) * step :]
 
 
 def _group_ids(items: list[pytest.Item]) -> None:
