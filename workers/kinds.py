@@ -115,9 +115,6 @@ for _kind in (
 ):  # fmt: skip
     TEACHERS.add(_kind)
 
-#: The members of the ``ensemble`` teacher (TEACHERS["ensemble"].members).
-ENSEMBLE_MEMBERS = TEACHERS["ensemble"].members
-
 
 @dataclass(frozen=True)
 class StudentKind:
