@@ -169,7 +169,6 @@ class _Watchdog:
 
     def __init__(self, jobs: list[TeacherJob], refs: list, watch: TeacherWatch, res: Resources,
                  shown: TeacherProgress | None = None):  # fmt: skip
-
         self.jobs, self.refs, self.watch, self.res, self.shown = jobs, refs, watch, res, shown
         bounds = [b for b in (watch.start_s, watch.progress_s) if b]
         # Every 2 s at most: the progress shown is drawn from the same look.

@@ -43,8 +43,8 @@ def last_line(exc: BaseException) -> str:
 @contextmanager
 def user_code(error: Callable[[str], Exception], what: str, passes: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Run the user's (or a package's) code: whatever it raises, but ``passes``, becomes
-    ``error(what + its last line)``, one line without a traceback. The one place that
-    catches anything, for every call into code this project did not write."""
+    ``error(what + its last line)``, one line without a traceback: the one rule for calls
+    into code this project did not write (a circuit builder, a check, a loader, a model)."""
     try:
         yield
     except passes:

@@ -52,8 +52,8 @@ __all__ = [
     "make_backend",
 ]
 
-#: Executors by the name a config's ``backend`` gives, as ``module:class``: a module is
-#: imported when its executor is first built, so that a torch trial never imports Qiskit.
+#: Executors by the name a config's ``backend`` gives, as ``module:class``. The Aer one is
+#: imported when it is first built, so that a torch trial never imports Qiskit.
 EXECUTORS = {
     "statevector": "workers.backends.statevector:StatevectorExecutor",
     "aer": "workers.backends.aer:AerExecutor",

@@ -49,7 +49,6 @@ class AerExecutor:
         direct: bool = True,
         noise_scale: float = 1.0,
     ):
-
         self.circuit = circuit
         #: Seconds Aer itself reported simulating (its controller's execute time):
         #: the floor under what :meth:`run_rows` costs.
